@@ -1,9 +1,20 @@
-"""Command-line interface: ``nev-battery <command>``."""
+"""Command-line interface: ``nev-battery <command>``.
+
+simulate   write a simulated fleet's landing zone and ground truth
+build      dbt build of the warehouse (full, or the days given with --dates)
+daily      the daily incremental run: a date, a look-back window and late partitions
+backfill   rebuild a date range
+summary    rows per layer, quarantined rows by reason, landing-file problems
+evaluate   compare the warehouse with the simulator's ground truth
+demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from datetime import date
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -23,9 +34,93 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_build(res) -> int:
+    scope = "all days" if res.batch_dates is None else f"{len(res.batch_dates)} day(s)"
+    print(f"dbt build ({scope}) {'succeeded' if res.ok else 'FAILED'} in {res.seconds:.1f} s")
+    for f in res.failures:
+        print(f"  {f}", file=sys.stderr)
+    return 0 if res.ok else 1
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .warehouse import build
+
+    dates = args.dates.split(",") if args.dates else None
+    return _report_build(build(dates, full_refresh=args.full_refresh, select=args.select,
+                               target=args.target))
+
+
+def _cmd_daily(args: argparse.Namespace) -> int:
+    from .warehouse import build, daily_batch
+
+    d = date.fromisoformat(args.date)
+    batch = daily_batch(d, args.lookback_days)
+    print(f"daily run for {d}: rebuilding {', '.join(batch)}")
+    return _report_build(build(batch, select=args.select, target=args.target))
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from .warehouse import backfill_batch, build
+
+    batch = backfill_batch(date.fromisoformat(args.start), date.fromisoformat(args.end))
+    return _report_build(build(batch, select=args.select, target=args.target))
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from .warehouse import duckdb_path, format_summary, summary
+
+    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+        print(format_summary(summary(con)))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from .warehouse import duckdb_path
+
+    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+        if args.what == "cleaning":
+            from .evaluate import evaluate_cleaning
+
+            rep = evaluate_cleaning(con, args.truth)
+            print(rep.format())
+            ok = rep.recall >= 0.99 and rep.false_touch_rate <= 0.001
+            return 0 if ok or not args.enforce else 1
+    return 2
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from .evaluate import evaluate_cleaning
+    from .simulate import main_simulate
+    from .warehouse import build, duckdb_path, format_summary, summary
+
+    t0 = time.perf_counter()
+    sim = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth)
+    print(f"simulated {sim.vehicles} vehicles x {args.days} days: {sim.frames:,} frames "
+          f"({sim.seconds:.1f} s, {sim.frames_per_s:,.0f} frames/s)")
+    res = build(full_refresh=True)
+    rc = _report_build(res)
+    if rc:
+        return rc
+    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+        print(format_summary(summary(con)))
+        print("cleaning against the simulator's dirty-record truth:")
+        print(evaluate_cleaning(con, args.truth).format())
+    print(f"make run total {time.perf_counter() - t0:.1f} s (simulate {sim.seconds:.1f} s, "
+          f"dbt build {res.seconds:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nev-battery", description=__doc__)
+    p = argparse.ArgumentParser(prog="nev-battery", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+
     s = sub.add_parser("simulate", help="simulate a fleet: landing zone + ground truth")
     s.add_argument("--vehicles", type=int, default=50)
     s.add_argument("--days", type=int, default=14)
@@ -37,6 +132,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dirty-scale", type=float, default=1.0,
                    help="multiplier on the dirty-record rates (0 = clean data)")
     s.set_defaults(func=_cmd_simulate)
+
+    for name, fn, hlp in (("build", _cmd_build, "dbt build (all days, or --dates)"),
+                          ("daily", _cmd_daily, "daily incremental run"),
+                          ("backfill", _cmd_backfill, "rebuild a date range")):
+        b = sub.add_parser(name, help=hlp)
+        b.add_argument("--select", default=None)
+        b.add_argument("--target", default=None)
+        if name == "build":
+            b.add_argument("--dates", default=None, help="comma-separated YYYY-MM-DD")
+            b.add_argument("--full-refresh", action="store_true")
+        elif name == "daily":
+            b.add_argument("--date", required=True)
+            b.add_argument("--lookback-days", type=int, default=3)
+        else:
+            b.add_argument("--start", required=True)
+            b.add_argument("--end", required=True)
+        b.set_defaults(func=fn)
+
+    s = sub.add_parser("summary", help="rows per layer and quarantine by reason")
+    s.set_defaults(func=_cmd_summary)
+
+    s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
+    s.add_argument("what", choices=["cleaning"])
+    s.add_argument("--truth", default="data/truth")
+    s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("demo", help="simulate the demo fleet, build it, print the summary")
+    s.add_argument("--vehicles", type=int, default=50)
+    s.add_argument("--days", type=int, default=14)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--out", default="data/landing")
+    s.add_argument("--truth", default="data/truth")
+    s.set_defaults(func=_cmd_demo)
     return p
 
 

@@ -1,0 +1,36 @@
+# Two set-up commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# pinned: every package at the version in requirements.lock
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+# simulate the demo fleet, build the warehouse on DuckDB, print a summary
+run: $(STAMP)
+	rm -rf data/landing data/truth warehouse/nev_battery.duckdb
+	$(BIN)/nev-battery demo --vehicles 50 --days 14 --seed 7
+
+# the whole test suite (what CI runs)
+test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m nev_battery.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
+
+clean:
+	rm -rf data warehouse target logs .pytest_cache
