@@ -551,7 +551,7 @@ def _append(cols: dict, **kw) -> None:
 
 def assign_faults(fl: pd.DataFrame, cfg: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     n = len(fl)
-    nf = 0 if cfg.fault_share <= 0 else max(1, int(round(cfg.fault_share * n)))
+    nf = 0 if cfg.fault_share <= 0 else max(1, round(cfg.fault_share * n))
     nf = min(nf, n)
     veh = rng.choice(n, size=nf, replace=False)
     ftype = np.array([FAULT_TYPES[i % len(FAULT_TYPES)] for i in range(nf)])
@@ -853,14 +853,14 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
     charge_status = np.where(tail, 4, charge_status)
     charge_status = np.where(in_flicker & ~drive, 3, charge_status)
     gear = np.where(drive, 14 | np.where(p_batt > 0, 32, 0) | np.where(p_batt < 0, 16, 0), 15)
-    cols = dict(
-        vehicle_idx=vidx, act_idx=act_idx, t_abs=t_abs, kind=kind, speed_kmh=speed,
-        odometer_km=odo, current_a=current, current_meas_a=i_meas, soc_true=soc_true,
-        soc_bms=soc_bms, pack_v=pack_v, temp=temp, insulation_kohm=ins,
-        charge_status=charge_status, vehicle_status=np.where(drive, 1, 2), gear=gear,
-        accel=np.where(drive & (p_batt > 0), np.clip(p_batt / 1500.0, 0, 100), 0.0),
-        brake=np.where(drive & (p_batt < 800), np.clip((800 - p_batt) / 400.0, 0, 100), 0.0),
-    )
+    cols = {
+        "vehicle_idx": vidx, "act_idx": act_idx, "t_abs": t_abs, "kind": kind, "speed_kmh": speed,
+        "odometer_km": odo, "current_a": current, "current_meas_a": i_meas, "soc_true": soc_true,
+        "soc_bms": soc_bms, "pack_v": pack_v, "temp": temp, "insulation_kohm": ins,
+        "charge_status": charge_status, "vehicle_status": np.where(drive, 1, 2), "gear": gear,
+        "accel": np.where(drive & (p_batt > 0), np.clip(p_batt / 1500.0, 0, 100), 0.0),
+        "brake": np.where(drive & (p_batt < 800), np.clip((800 - p_batt) / 400.0, 0, 100), 0.0),
+    }
     return FrameBlock(cols=cols, cells=cells, probes=probes)
 
 
@@ -940,42 +940,42 @@ def encode(block: FrameBlock, fl: pd.DataFrame, cfg: SimConfig, flags: np.ndarra
     batt_bits = np.array([0, 1, 2, 3, 5, 6, 10, 11, 18])
     bits = ((flags[:, None] >> batt_bits) & 1).astype(bool) & (level[:, None] >= 2)
     fault_codes = np.where(bits, 0x1000 + batt_bits[None, :], -1).astype(np.int64)
-    return dict(
-        vin=fl.vin.to_numpy()[vidx],
-        cmd=np.full(n, 2, np.int32),
-        collect_time=collect,
-        receive_time=receive,
-        vehicle_status=c["vehicle_status"].astype(np.int32),
-        charge_status=c["charge_status"].astype(np.int32),
-        run_mode=np.ones(n, np.int32),
-        speed=np.round(c["speed_kmh"] * 10).astype(np.int32),
-        odometer=np.round(c["odometer_km"] * 10).astype(np.int64),
-        total_voltage=np.round(c["pack_v"] * 10).astype(np.int32),
-        total_current=(np.round(c["current_meas_a"] * sign * 10) + 10000).astype(np.int32),
-        soc=c["soc_bms"].astype(np.int32),
-        dcdc_status=np.ones(n, np.int32),
-        gear=c["gear"].astype(np.int32),
-        insulation_resistance=np.clip(np.round(c["insulation_kohm"]), 0, 60000).astype(np.int32),
-        accel_pedal=np.round(c["accel"]).astype(np.int32),
-        brake_pedal=brake,
-        max_volt_subsys=np.ones(n, np.int32),
-        max_volt_cell_no=(cells_mv.argmax(axis=1) + 1).astype(np.int32),
-        max_cell_voltage=cells_mv.max(axis=1),
-        min_volt_subsys=np.ones(n, np.int32),
-        min_volt_cell_no=(cells_mv.argmin(axis=1) + 1).astype(np.int32),
-        min_cell_voltage=cells_mv.min(axis=1),
-        max_temp_subsys=np.ones(n, np.int32),
-        max_temp_probe_no=(tmax_i + 1).astype(np.int32),
-        max_temp=probe_code[ar, tmax_i],
-        min_temp_subsys=np.ones(n, np.int32),
-        min_temp_probe_no=(tmin_i + 1).astype(np.int32),
-        min_temp=probe_code[ar, tmin_i],
-        max_alarm_level=level.astype(np.int32),
-        general_alarm_flags=flags.astype(np.int64),
-        battery_fault_codes=fault_codes,
-        cell_voltages=cells_mv,
-        probe_temps=probe_code,
-    )
+    return {
+        "vin": fl.vin.to_numpy()[vidx],
+        "cmd": np.full(n, 2, np.int32),
+        "collect_time": collect,
+        "receive_time": receive,
+        "vehicle_status": c["vehicle_status"].astype(np.int32),
+        "charge_status": c["charge_status"].astype(np.int32),
+        "run_mode": np.ones(n, np.int32),
+        "speed": np.round(c["speed_kmh"] * 10).astype(np.int32),
+        "odometer": np.round(c["odometer_km"] * 10).astype(np.int64),
+        "total_voltage": np.round(c["pack_v"] * 10).astype(np.int32),
+        "total_current": (np.round(c["current_meas_a"] * sign * 10) + 10000).astype(np.int32),
+        "soc": c["soc_bms"].astype(np.int32),
+        "dcdc_status": np.ones(n, np.int32),
+        "gear": c["gear"].astype(np.int32),
+        "insulation_resistance": np.clip(np.round(c["insulation_kohm"]), 0, 60000).astype(np.int32),
+        "accel_pedal": np.round(c["accel"]).astype(np.int32),
+        "brake_pedal": brake,
+        "max_volt_subsys": np.ones(n, np.int32),
+        "max_volt_cell_no": (cells_mv.argmax(axis=1) + 1).astype(np.int32),
+        "max_cell_voltage": cells_mv.max(axis=1),
+        "min_volt_subsys": np.ones(n, np.int32),
+        "min_volt_cell_no": (cells_mv.argmin(axis=1) + 1).astype(np.int32),
+        "min_cell_voltage": cells_mv.min(axis=1),
+        "max_temp_subsys": np.ones(n, np.int32),
+        "max_temp_probe_no": (tmax_i + 1).astype(np.int32),
+        "max_temp": probe_code[ar, tmax_i],
+        "min_temp_subsys": np.ones(n, np.int32),
+        "min_temp_probe_no": (tmin_i + 1).astype(np.int32),
+        "min_temp": probe_code[ar, tmin_i],
+        "max_alarm_level": level.astype(np.int32),
+        "general_alarm_flags": flags.astype(np.int64),
+        "battery_fault_codes": fault_codes,
+        "cell_voltages": cells_mv,
+        "probe_temps": probe_code,
+    }
 
 
 def rec_take(rec: dict, idx: np.ndarray) -> dict:
@@ -1358,7 +1358,7 @@ def _alarm_frames(acts, a, block, fl, faults, cfg, rng, mi) -> dict | None:
     if not sel.any():
         return None
     m = VEHICLE_MODELS[mi]
-    flags, level = bms_alarms(FrameBlock({k: v[sel] for k, v in c.items()}, block.cells[sel],
+    _flags, level = bms_alarms(FrameBlock({k: v[sel] for k, v in c.items()}, block.cells[sel],
                                          block.probes[sel]), m.chemistry, m.nominal_v, rng)
     hit = np.flatnonzero(level >= 3)
     if hit.size == 0:

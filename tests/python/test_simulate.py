@@ -131,7 +131,7 @@ def test_reversed_current_sign_vehicles(small_fleet):
 
 
 def test_dirty_truth_points_at_landed_rows(small_fleet):
-    landing, truth, res = small_fleet
+    landing, truth, _res = small_fleet
     d = pd.read_parquet(truth / "dirty_records.parquet")
     assert {"duplicate", "late_resend", "abnormal_marker", "invalid_marker", "out_of_range",
             "odometer_glitch", "clock_error"} <= set(d.defect)

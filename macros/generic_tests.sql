@@ -1,0 +1,33 @@
+{#- Rows where column_name is outside [min_value, max_value] (nulls pass). -#}
+{% test accepted_range(model, column_name, min_value=none, max_value=none, inclusive=true, where=none) %}
+select *
+from {{ model }}
+where
+    {{ column_name }} is not null
+    and (
+        1 = 0
+        {%- if min_value is not none %}
+        or {{ column_name }} {{ '<' if inclusive else '<=' }} {{ min_value }}
+        {%- endif %}
+        {%- if max_value is not none %}
+        or {{ column_name }} {{ '>' if inclusive else '>=' }} {{ max_value }}
+        {%- endif %}
+    )
+{% endtest %}
+
+{#- Combinations of the given columns that occur more than once. -#}
+{% test unique_combination_of_columns(model, combination_of_columns) %}
+select
+    {{ combination_of_columns | join(', ') }},
+    count(*) as n_records
+from {{ model }}
+group by {{ combination_of_columns | join(', ') }}
+having count(*) > 1
+{% endtest %}
+
+{#- Rows where the boolean SQL expression is not true. -#}
+{% test expression_is_true(model, expression, column_name=none) %}
+select *
+from {{ model }}
+where not coalesce(({{ column_name ~ ' ' if column_name else '' }}{{ expression }}), false)
+{% endtest %}

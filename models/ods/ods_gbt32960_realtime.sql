@@ -1,0 +1,102 @@
+-- Decodes the GB/T 32960 real-time frames to physical units. Reads only the landing files that
+-- ods_landing_file marks valid and non-empty (macro read_landing_files): a corrupt file is
+-- reported there instead of failing the build or vanishing silently.
+-- depends_on: {{ source('landing', 'gbt32960_realtime') }}
+
+with
+
+source as (
+    {{ read_landing_files('gbt32960_realtime') }}
+),
+
+vehicle_sign as (
+    -- One row per vin even if the master repeats a vin: flip when any master row says so.
+    select
+        vin,
+        max(case when is_current_discharge_positive = false then 1 else 0 end) = 1 as is_sign_flipped
+    from {{ ref('ods_vehicle_master') }}
+    group by vin
+),
+
+renamed as (
+    select
+        -- ids and times
+        s.vin,
+        {{ is_valid_vin('s.vin') }} as is_vin_valid,
+        s.cmd,
+        s.collect_time,
+        s.receive_time,
+        s.collect_date,
+
+        -- status codes (markers -> null)
+        {{ gbt32960_value('s.vehicle_status', 'vehicle_status') }} as vehicle_status,
+        {{ gbt32960_value('s.charge_status', 'charge_status') }} as charge_status,
+        {{ gbt32960_value('s.run_mode', 'run_mode') }} as run_mode,
+        {{ gbt32960_value('s.dcdc_status', 'dcdc_status') }} as dcdc_status,
+
+        -- vehicle data in physical units
+        cast({{ gbt32960_value('s.speed', 'speed') }} as double) / 10 as speed_kmh,
+        cast({{ gbt32960_value('s.odometer', 'odometer') }} as double) / 10 as odometer_km,
+        cast({{ gbt32960_value('s.total_voltage', 'total_voltage') }} as double) / 10 as total_voltage_v,
+        (cast({{ gbt32960_value('s.total_current', 'total_current') }} as double) / 10 - 1000)
+        * case when coalesce(vs.is_sign_flipped, false) then -1 else 1 end as total_current_a,
+        coalesce(vs.is_sign_flipped, false) as is_current_sign_flipped,
+        cast({{ gbt32960_value('s.soc', 'soc') }} as double) as soc_pct,
+        s.gear as gear_code,
+        case s.gear & 15
+            when 0 then 'N'
+            when 13 then 'R'
+            when 14 then 'D'
+            when 15 then 'P'
+            else case when s.gear & 15 between 1 and 6 then cast(s.gear & 15 as varchar) end
+        end as gear_position,
+        (s.gear & 32) <> 0 as has_drive_force,
+        (s.gear & 16) <> 0 as has_brake_force,
+        cast({{ gbt32960_value('s.insulation_resistance', 'insulation_resistance') }} as double)
+            as insulation_resistance_kohm,
+        cast({{ gbt32960_value('s.accel_pedal', 'accel_pedal') }} as double) as accel_pedal_pct,
+        -- 101 = brake applied without a travel value: applied, travel unknown
+        cast(nullif({{ gbt32960_value('s.brake_pedal', 'brake_pedal') }}, 101) as double) as brake_pedal_pct,
+        {{ gbt32960_value('s.brake_pedal', 'brake_pedal') }} > 0 as is_brake_applied,
+
+        -- extreme values
+        {{ gbt32960_value('s.max_volt_subsys', 'max_volt_subsys') }} as max_volt_subsys_no,
+        {{ gbt32960_value('s.max_volt_cell_no', 'max_volt_cell_no') }} as max_volt_cell_no,
+        cast({{ gbt32960_value('s.max_cell_voltage', 'max_cell_voltage') }} as double) / 1000 as max_cell_voltage_v,
+        {{ gbt32960_value('s.min_volt_subsys', 'min_volt_subsys') }} as min_volt_subsys_no,
+        {{ gbt32960_value('s.min_volt_cell_no', 'min_volt_cell_no') }} as min_volt_cell_no,
+        cast({{ gbt32960_value('s.min_cell_voltage', 'min_cell_voltage') }} as double) / 1000 as min_cell_voltage_v,
+        {{ gbt32960_value('s.max_temp_subsys', 'max_temp_subsys') }} as max_temp_subsys_no,
+        {{ gbt32960_value('s.max_temp_probe_no', 'max_temp_probe_no') }} as max_temp_probe_no,
+        cast({{ gbt32960_value('s.max_temp', 'max_temp') }} - 40 as double) as max_temp_c,
+        {{ gbt32960_value('s.min_temp_subsys', 'min_temp_subsys') }} as min_temp_subsys_no,
+        {{ gbt32960_value('s.min_temp_probe_no', 'min_temp_probe_no') }} as min_temp_probe_no,
+        cast({{ gbt32960_value('s.min_temp', 'min_temp') }} - 40 as double) as min_temp_c,
+
+        -- alarms
+        {{ gbt32960_value('s.max_alarm_level', 'max_alarm_level') }} as max_alarm_level,
+        s.general_alarm_flags,
+        s.battery_fault_codes,
+
+        -- RESS arrays (element i = cell / probe i + 1)
+        list_transform(
+            s.cell_voltages,
+            lambda x: case when x in (65534, 65535) then null else cast(x as double) / 1000 end  -- noqa: RF02
+        ) as cell_voltages_v,
+        list_transform(
+            s.probe_temps,
+            lambda x: case when x in (254, 255) then null else cast(x - 40 as double) end  -- noqa: RF02
+        ) as probe_temps_c,
+
+        -- data quality
+        {{ gbt32960_marker_field_list('s', 'abnormal') }} as abnormal_fields,
+        {{ gbt32960_marker_field_list('s', 'invalid') }} as invalid_fields,
+
+        -- lineage
+        s.source_file,
+        s.source_row_number
+    from source as s
+    left join vehicle_sign as vs on s.vin = vs.vin
+)
+
+select * from renamed

@@ -1,0 +1,10 @@
+"""ODS audit of the landing zone: one row per landing file (footers only, never the data)."""
+
+from nev_battery.landing import audit_landing_arrow
+
+
+def model(dbt, session):
+    # landing_root is set in _ods__models.yml from env NEV_LANDING_ROOT / var landing_root.
+    dbt.config(materialized="table")
+    root = dbt.config.get("landing_root")
+    return audit_landing_arrow(root)
