@@ -33,18 +33,28 @@
 {%- endmacro %}
 
 {#- List of the field names whose value is the given marker kind (empty list when none);
-    for the array fields a name is listed when any element is the marker. -#}
+    for the array fields a name is listed when any element is the marker. The list is built only
+    for the rare frames that carry a marker at all (CASE evaluates its branch on those rows only);
+    cell_code_max / probe_code_max are the arrays' largest codes, computed once upstream. -#}
 {% macro gbt32960_marker_field_list(relation_alias, kind) -%}
     {%- set items = [] -%}
+    {%- set any = [] -%}
     {%- for field, width in gbt32960_marker_fields().items() -%}
         {%- set code = gbt32960_marker_code(width, kind) -%}
         {%- if field in ('cell_voltages', 'probe_temps') -%}
-            {%- do items.append("case when list_contains(" ~ relation_alias ~ "." ~ field ~ ", " ~ code ~ ") then '" ~ field ~ "' end") -%}
+            {%- set mx = relation_alias ~ '.' ~ ('cell_code_max' if field == 'cell_voltages' else 'probe_code_max') -%}
+            {%- do any.append(mx ~ " >= " ~ code) -%}
+            {%- do items.append("case when " ~ mx ~ " >= " ~ code ~ " and list_contains(" ~ relation_alias ~ "." ~ field ~ ", " ~ code ~ ") then '" ~ field ~ "' end") -%}
         {%- else -%}
+            {%- do any.append(relation_alias ~ "." ~ field ~ " = " ~ code) -%}
             {%- do items.append("case when " ~ relation_alias ~ "." ~ field ~ " = " ~ code ~ " then '" ~ field ~ "' end") -%}
         {%- endif -%}
     {%- endfor -%}
-    list_filter([{{ items | join(', ') }}], lambda f: f is not null)
+    case
+        when {{ any | join(' or ') }}
+            then list_filter([{{ items | join(', ') }}], lambda f: f is not null)  -- noqa: RF02
+        else cast([] as varchar[])
+    end
 {%- endmacro %}
 
 {#- SQL case expression giving the marker code text ('0xFE', '0xFFFE', '0xFFFFFFFE', ...) of a

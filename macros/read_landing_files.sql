@@ -69,7 +69,11 @@
             cast(dt as date) as collect_date,
             {% endif -%}
             substr(filename, {{ root | length + 2 }}) as source_file,
-            cast(file_row_number as bigint) as source_row_number
+            cast(file_row_number as bigint) as source_row_number,
+            -- a single-integer row key, valid inside one query only (file_index is the file's
+            -- position in this run's file list): joins within a model use it instead of the
+            -- (source_file, source_row_number) pair
+            cast(file_index as bigint) * 4294967296 + file_row_number as row_key
         from read_parquet(
             [{% for f in files %}'{{ (root ~ '/' ~ f) | replace("'", "''") }}'{% if not loop.last %}, {% endif %}{% endfor %}],
             hive_partitioning = {{ 'true' if partitioned else 'false' }},
@@ -89,7 +93,8 @@
             cast(null as date) as collect_date,
             {% endif -%}
             cast(null as varchar) as source_file,
-            cast(null as bigint) as source_row_number
+            cast(null as bigint) as source_row_number,
+            cast(null as bigint) as row_key
         where 1 = 0
     {%- endif -%}
 {%- endmacro %}

@@ -58,3 +58,45 @@
         case when {{ range_violation(expr, limit) }} then null else {{ expr }} end
     {%- endif -%}
 {%- endmacro %}
+
+{#- Array summary columns of dws cleaning, by landing array field: (min column, max column, scale
+    from the ODS element unit to the seed's unit). -#}
+{% macro array_summary_columns(field_name) -%}
+    {{ return({
+        'cell_voltages': ('cell_voltage_min_v', 'cell_voltage_max_v'),
+        'probe_temps': ('probe_temp_min_c', 'probe_temp_max_c')
+    }[field_name]) }}
+{%- endmacro %}
+
+{#- Boolean SQL: a limit row is violated by a frame of the cleaning CTE `alias`. Arrays are
+    judged on their per-frame min / max summaries, so the check costs no pass over the elements. -#}
+{% macro range_violation_summary(alias, limit) -%}
+    {%- if limit['is_array'] -%}
+        {%- set cols = array_summary_columns(limit['field_name']) -%}
+        coalesce({{ alias }}.{{ cols[0] }} < {{ limit['min_value'] }} or {{ alias }}.{{ cols[1] }} > {{ limit['max_value'] }}, false)
+    {%- else -%}
+        coalesce({{ alias }}.{{ limit['column_name'] }} < {{ limit['min_value'] }} or {{ alias }}.{{ limit['column_name'] }} > {{ limit['max_value'] }}, false)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The original value of a violated limit, as text, for the quarantine. -#}
+{% macro range_original_text(alias, limit) -%}
+    {%- if limit['is_array'] -%}
+        {%- set cols = array_summary_columns(limit['field_name']) -%}
+        'min=' || cast({{ alias }}.{{ cols[0] }} as varchar) || ', max=' || cast({{ alias }}.{{ cols[1] }} as varchar)
+    {%- else -%}
+        cast({{ alias }}.{{ limit['column_name'] }} as varchar)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- An array with the elements outside its seed limit nulled, evaluated only where `flag` says
+    the frame broke the limit (elsewhere the array is returned as is). `scale` converts the seed's
+    unit to the element unit (1000 for V limits on mV elements). -#}
+{% macro array_range_limited(expr, field_name, flag, scale=1) -%}
+    {%- set l = get_signal_range_limits('null_field') | selectattr('field_name', 'equalto', field_name) | list -%}
+    {%- if l -%}
+        case when {{ flag }} then list_transform({{ expr }}, lambda x: case when x < {{ l[0]['min_value'] * scale }} or x > {{ l[0]['max_value'] * scale }} then null else x end) else {{ expr }} end
+    {%- else -%}
+        {{ expr }}
+    {%- endif -%}
+{%- endmacro %}

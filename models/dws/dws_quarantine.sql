@@ -9,7 +9,29 @@
 
 with
 
-{{ dws_realtime_cleaning_ctes() }},
+checked as (
+    select *
+    from {{ ref('dws_realtime_checked') }}
+    where
+        {{ batch_filter('collect_date') }}
+        and (reject_reason is not null or issues is not null)
+),
+
+rejected as (
+    select
+        source_file,
+        source_row_number,
+        vin,
+        collect_time,
+        collect_date,
+        reject_reason as reason_code,
+        'row' as field_name,
+        'reject_row' as action,
+        reject_value as original_value,
+        cast(null as varchar) as corrected_value
+    from checked
+    where reject_reason is not null
+),
 
 field_issues as (
     select
@@ -18,37 +40,22 @@ field_issues as (
         vin,
         collect_time,
         collect_date,
-        unnest(issues) as issue_struct
-    from frame_checked
-    where len(issues) > 0
-),
-
-quarantine as (
-    select
-        source_file,
-        source_row_number,
-        vin,
-        collect_time,
-        collect_date,
-        reason_code,
-        'row' as field_name,
-        'reject_row' as action,
-        original_value,
-        cast(null as varchar) as corrected_value
-    from rejected_rows
-    union all
-    select
-        source_file,
-        source_row_number,
-        vin,
-        collect_time,
-        collect_date,
-        struct_extract(issue_struct, 'reason_code') as reason_code,
-        struct_extract(issue_struct, 'field_name') as field_name,
-        struct_extract(issue_struct, 'action') as action,
-        struct_extract(issue_struct, 'original_value') as original_value,
-        struct_extract(issue_struct, 'corrected_value') as corrected_value
-    from field_issues
+        unnest(issues) as issue
+    from checked
+    where reject_reason is null
 )
 
-select * from quarantine
+select * from rejected
+union all
+select
+    source_file,
+    source_row_number,
+    vin,
+    collect_time,
+    collect_date,
+    struct_extract(issue, 'reason_code') as reason_code,
+    struct_extract(issue, 'field_name') as field_name,
+    struct_extract(issue, 'action') as action,
+    struct_extract(issue, 'original_value') as original_value,
+    struct_extract(issue, 'corrected_value') as corrected_value
+from field_issues

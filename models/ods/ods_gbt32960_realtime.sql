@@ -9,6 +9,17 @@ source as (
     {{ read_landing_files('gbt32960_realtime') }}
 ),
 
+coded as (
+    -- the largest array codes, computed once: markers are the top codes of a field's width
+    select
+        src.*,
+        list_max(src.cell_voltages) as cell_code_max,
+        list_min(src.cell_voltages) as cell_code_min,
+        list_max(src.probe_temps) as probe_code_max,
+        list_min(src.probe_temps) as probe_code_min
+    from source as src
+),
+
 vehicle_sign as (
     -- One row per vin even if the master repeats a vin: flip when any master row says so.
     select
@@ -78,15 +89,41 @@ renamed as (
         s.general_alarm_flags,
         s.battery_fault_codes,
 
-        -- RESS arrays (element i = cell / probe i + 1)
-        list_transform(
-            s.cell_voltages,
-            lambda x: case when x in (65534, 65535) then null else cast(x as double) / 1000 end  -- noqa: RF02
-        ) as cell_voltages_v,
+        -- RESS arrays (element i = cell / probe i + 1). Cell voltages stay integer millivolts:
+        -- a list_transform over ~100 elements per frame would cost more than reading them, so
+        -- the markers are nulled only in the rare frames whose largest code is a marker.
+        case
+            when s.cell_code_max >= 65534
+                then list_transform(s.cell_voltages, lambda x: case when x >= 65534 then null else x end)  -- noqa: RF02
+            else s.cell_voltages
+        end as cell_voltages_mv,
         list_transform(
             s.probe_temps,
-            lambda x: case when x in (254, 255) then null else cast(x - 40 as double) end  -- noqa: RF02
+            lambda x: case when x >= 254 then null else cast(x - 40 as double) end  -- noqa: RF02
         ) as probe_temps_c,
+
+        -- per-frame summaries of the arrays from the raw codes, markers excluded: a scan of the
+        -- codes instead of a decode of every element (markers are the largest codes)
+        case
+            when s.cell_code_max >= 65534
+                then list_max(list_filter(s.cell_voltages, lambda x: x < 65534))  -- noqa: RF02
+            else s.cell_code_max
+        end as cell_voltage_max_mv,
+        case when s.cell_code_min < 65534 then s.cell_code_min end as cell_voltage_min_mv,
+        case
+            when s.cell_code_max >= 65534
+                then list_sum(list_filter(s.cell_voltages, lambda x: x < 65534))  -- noqa: RF02
+            else list_sum(s.cell_voltages)
+        end as cell_voltage_sum_mv,
+        len(s.cell_voltages) as cell_count,
+        cast(
+            case
+                when s.probe_code_max >= 254
+                    then list_max(list_filter(s.probe_temps, lambda x: x < 254))  -- noqa: RF02
+                else s.probe_code_max
+            end - 40 as double
+        ) as probe_temp_max_c,
+        cast(case when s.probe_code_min < 254 then s.probe_code_min end - 40 as double) as probe_temp_min_c,
 
         -- data quality
         {{ gbt32960_marker_field_list('s', 'abnormal') }} as abnormal_fields,
@@ -94,8 +131,9 @@ renamed as (
 
         -- lineage
         s.source_file,
-        s.source_row_number
-    from source as s
+        s.source_row_number,
+        s.row_key
+    from coded as s
     left join vehicle_sign as vs on s.vin = vs.vin
 )
 

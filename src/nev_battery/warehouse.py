@@ -102,7 +102,7 @@ def run_dbt(args: list[str], target: str | None = None) -> tuple[bool, list[str]
 
 def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
           select: str | None = None, command: str = "build", target: str | None = None,
-          extra_vars: dict | None = None) -> BuildResult:
+          extra_vars: dict | None = None, extra_args: list[str] | None = None) -> BuildResult:
     t0 = time.perf_counter()
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
     files = list_landing_files()
@@ -116,6 +116,7 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    args += list(extra_args or [])
     ok, failures = run_dbt(args, target)
     if ok and (target in (None, "duckdb")):
         with duckdb.connect(str(duckdb_path())) as con:

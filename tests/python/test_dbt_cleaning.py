@@ -94,13 +94,13 @@ def test_ods_decoding(built: tuple[Fixture, Path]) -> None:
         db,
         """
         select speed_kmh, total_voltage_v, soc_pct, gear_position, has_drive_force, has_brake_force,
-               max_temp_c, min_cell_voltage_v, cell_voltages_v[1], probe_temps_c[1], abnormal_fields, invalid_fields
+               max_temp_c, min_cell_voltage_v, cell_voltages_mv[1], probe_temps_c[1], abnormal_fields, invalid_fields
         from ods.ods_gbt32960_realtime
         where vin = 'LNVTEST0000000001' and collect_time = timestamp '2024-03-01 08:00:00' and cmd = 2""",
     )[0]
     assert r[0] == 60.0 and abs(r[1] - 355.3) < 0.11 and r[2] == 80.0
     assert r[3:6] == ("D", True, False)
-    assert r[6] == 26.0 and r[7] == 3.7 and r[8] == 3.7 and r[9] == 25.0
+    assert r[6] == 26.0 and r[7] == 3.7 and r[8] == 3700 and r[9] == 25.0
     assert r[10] == [] and r[11] == []
     # braking without travel value
     r = query(
@@ -112,7 +112,7 @@ def test_ods_decoding(built: tuple[Fixture, Path]) -> None:
     # markers -> null, listed
     r = query(
         db,
-        """select speed_kmh, soc_pct, odometer_km, cell_voltages_v[4], probe_temps_c[3],
+        """select speed_kmh, soc_pct, odometer_km, cell_voltages_mv[4], probe_temps_c[3],
                             list_sort(abnormal_fields), list_sort(invalid_fields)
                      from ods.ods_gbt32960_realtime
                      where vin = 'LNVTEST0000000001' and collect_time = timestamp '2024-03-01 08:06:40'""",
@@ -167,8 +167,13 @@ def test_dws_field_cleaning(built: tuple[Fixture, Path]) -> None:
         )[0]
 
     assert frame("08:08:20", "speed_kmh, is_cleaned, cleaned_fields") == (None, True, ["speed"])
-    r = frame("08:08:40", "cell_voltages_v[6], cell_voltages_v[5], cleaned_fields")
-    assert r == (None, 3.704, ["cell_voltages"])
+    assert frame("08:08:40", "cleaned_fields") == (["cell_voltages"],)
+    r = query(
+        db,
+        "select cell_voltages_mv[6], cell_voltages_mv[5] from dws.dws_cell_frame "
+        f"where vin = '{V1}' and collect_time = timestamp '2024-03-01 08:08:40'",
+    )[0]
+    assert r == (None, 3704)
     assert frame("08:08:50", "max_temp_c") == (None,)
     assert frame("08:09:10", "total_voltage_v, cleaned_fields") == (None, ["total_voltage"])
     assert frame("08:15:50", "charge_status") == (None,)
@@ -206,7 +211,7 @@ def test_day_by_day_equals_full(built: tuple[Fixture, Path], tmp_path: Path) -> 
     db = tmp_path / "daily.duckdb"
     run_dbt(["build"], fx.root, db, tmp_path / "t0")
     with duckdb.connect(str(db)) as con:
-        con.execute("delete from dws.dws_realtime_frame")
+        con.execute("delete from dws.dws_realtime_checked")
         con.execute("delete from dws.dws_quarantine")
     dates = [
         d
@@ -220,6 +225,7 @@ def test_day_by_day_equals_full(built: tuple[Fixture, Path], tmp_path: Path) -> 
             [
                 "build",
                 "--select",
+                "dws_realtime_checked",
                 "dws_realtime_frame",
                 "dws_quarantine",
                 "test_dws_realtime_frame__reconciles_with_ods",
@@ -240,7 +246,7 @@ def test_day_by_day_equals_full(built: tuple[Fixture, Path], tmp_path: Path) -> 
         [
             "run",
             "--select",
-            "dws_realtime_frame",
+            "dws_realtime_checked",
             "dws_quarantine",
             "--vars",
             json.dumps({"batch_dates": [dates[1].isoformat()]}),
@@ -259,7 +265,7 @@ def test_reject_row_action_from_seed(built: tuple[Fixture, Path], tmp_path: Path
     fx, _ = built
     db = tmp_path / "reject.duckdb"
     run_dbt(
-        ["build", "--exclude", "dws_realtime_frame+", "dws_quarantine+"],
+        ["build", "--exclude", "dws_realtime_checked+"],
         fx.root,
         db,
         tmp_path / "t0",
@@ -272,8 +278,7 @@ def test_reject_row_action_from_seed(built: tuple[Fixture, Path], tmp_path: Path
         [
             "build",
             "--select",
-            "dws_realtime_frame+",
-            "dws_quarantine+",
+            "dws_realtime_checked+",
             "--exclude",
             "signal_range_limits",
         ],
