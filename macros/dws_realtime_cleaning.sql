@@ -114,15 +114,27 @@ neighbours as (
     )
 ),
 
-odometer_candidates as (
+odometer_steps as (
     -- Odometer glitch repair. The true odometer is monotonic, so it is its own median over
-    -- +-k neighbours; a jump or a reset to 0 of up to k frames is not. Only rows whose step to
-    -- a neighbour exceeds the threshold (rare) get the median, via a range self-join.
-    select n.row_key, n.vin, n.collect_date, n.row_in_day
+    -- +-k neighbours; a jump or a reset to 0 of up to k frames is not. A step to a neighbour
+    -- above the threshold (rare) marks the edge of a glitch; every row within k of an edge is a
+    -- candidate (the inner frames of a multi-frame reset have no step of their own) and gets the
+    -- median, via small range self-joins.
+    select n.vin, n.collect_date, n.row_in_day
     from neighbours as n
     where
         coalesce(abs(n.odometer_km - n.odo_lag1) > {{ var('odometer_glitch_km', 1) }}, false)
         or coalesce(abs(n.odometer_km - n.odo_lead1) > {{ var('odometer_glitch_km', 1) }}, false)
+),
+
+odometer_candidates as (
+    select distinct n.row_key, n.vin, n.collect_date, n.row_in_day
+    from odometer_steps as s
+    inner join neighbours as n
+        on
+            s.vin = n.vin
+            and s.collect_date = n.collect_date
+            and n.row_in_day between s.row_in_day - {{ k }} and s.row_in_day + {{ k }}
 ),
 
 odometer_reference as (

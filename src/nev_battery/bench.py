@@ -22,15 +22,20 @@ from .simulate import SimConfig, simulate
 from .warehouse import PROJECT_DIR, build
 
 
-def _scan_seconds(glob: str, columns: str) -> tuple[float, int]:
+def _scan_seconds(glob: str, columns: list[str]) -> tuple[float, int]:
+    """Time one full read of ``columns``: every value is touched by an aggregate (lists through
+    ``len`` and their first element), so DuckDB must decode the column chunks, not only the
+    row-group statistics."""
     con = duckdb.connect()
+    aggs = []
+    for c in columns:
+        if c in ("cell_voltages", "probe_temps"):
+            aggs += [f"sum(len({c}))", f"sum({c}[1])"]
+        else:
+            aggs.append(f"count({c})")
     t0 = time.perf_counter()
-    n = con.execute(f"select count(*) from (select {columns} from read_parquet('{glob}')) "
-                    f"where {columns.split(',')[0]} is not null or true").fetchall()[0][0]
-    # force materialisation of the selected columns, not only the row count
-    con.execute(f"select {', '.join(f'max(length(cast({c} as varchar)))' for c in columns.split(','))}"
-                f" from read_parquet('{glob}')").fetchall()
-    return time.perf_counter() - t0, n
+    row = con.execute(f"select count(*), {', '.join(aggs)} from read_parquet('{glob}')").fetchone()
+    return time.perf_counter() - t0, int(row[0])
 
 
 def run(vehicles: int, days: int, workdir: Path) -> str:
@@ -39,15 +44,17 @@ def run(vehicles: int, days: int, workdir: Path) -> str:
     landing, truth = workdir / "landing", workdir / "truth"
     sim = simulate(SimConfig(vehicles=vehicles, days=days, seed=42), landing, truth)
     lines = ["# Benchmarks", "",
-             f"machine: {os.cpu_count()} cores; fleet {vehicles:,} vehicles x {days} day(s), "
-             f"{sim.frames:,} landed frames", "",
+             (f"machine: {os.cpu_count()} cores; fleet {vehicles:,} vehicles x {days} day(s), "
+              f"{sim.frames:,} landed frames"), "",
              "| step | seconds | frames/s | relative |", "|---|---:|---:|---:|",
-             f"| simulate (plan, frames, dirty data, Parquet) | {sim.seconds:.1f} | "
-             f"{sim.frames_per_s:,.0f} | |"]
+             (f"| simulate (plan, frames, dirty data, Parquet) | {sim.seconds:.1f} | "
+              f"{sim.frames_per_s:,.0f} | |")]
 
     glob = str(landing / "gbt32960_realtime" / "*" / "*.parquet")
-    t_all, n = _scan_seconds(glob, "vin,collect_time,cell_voltages,probe_temps,soc,odometer")
-    t_scalar, _ = _scan_seconds(glob, "vin,collect_time,soc,odometer,total_current,speed")
+    t_all, n = _scan_seconds(glob, ["vin", "collect_time", "cell_voltages", "probe_temps", "soc",
+                                     "odometer"])
+    t_scalar, _ = _scan_seconds(glob, ["vin", "collect_time", "soc", "odometer", "total_current",
+                                        "speed"])
 
     os.environ["NEV_LANDING_ROOT"] = str(landing)
     os.environ["NEV_DUCKDB_PATH"] = str(workdir / "bench.duckdb")
@@ -59,13 +66,13 @@ def run(vehicles: int, days: int, workdir: Path) -> str:
         raise SystemExit("dbt run failed:\n" + "\n".join(res.failures))
     lines += [
         f"| scan all columns incl. cell arrays (reference) | {t_all:.1f} | {n / t_all:,.0f} | 1.0 |",
-        f"| scan scalar columns only (reference) | {t_scalar:.1f} | {n / t_scalar:,.0f} | "
-        f"{t_scalar / t_all:.2f} |",
-        f"| dbt run ODS + DWS (dedup, limits, cross-field, odometer, quarantine) | "
-        f"{res.seconds:.1f} | {n / res.seconds:,.0f} | {res.seconds / t_all:.2f} |",
+        (f"| scan scalar columns only (reference) | {t_scalar:.1f} | {n / t_scalar:,.0f} | "
+         f"{t_scalar / t_all:.2f} |"),
+        (f"| dbt run ODS + DWS (dedup, limits, cross-field, odometer, quarantine) | "
+         f"{res.seconds:.1f} | {n / res.seconds:,.0f} | {res.seconds / t_all:.2f} |"),
         "",
-        f"target: one 9.5 M-frame day of a 10,000-vehicle fleet in <= 60 s; this run: "
-        f"{n:,} frames in {res.seconds:.1f} s",
+        (f"target: one 9.5 M-frame day of a 10,000-vehicle fleet in <= 60 s; this run: "
+         f"{n:,} frames in {res.seconds:.1f} s"),
     ]
     return "\n".join(lines)
 
