@@ -12,9 +12,11 @@ demo       simulate the demo fleet, build it on DuckDB and print the summary (ma
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -67,21 +69,17 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    import duckdb
+    from .warehouse import connect, format_summary, summary
 
-    from .warehouse import duckdb_path, format_summary, summary
-
-    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+    with connect() as con:
         print(format_summary(summary(con)))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import duckdb
+    from .warehouse import connect
 
-    from .warehouse import duckdb_path
-
-    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+    with connect() as con:
         if args.what == "cleaning":
             from .evaluate import evaluate_cleaning
 
@@ -93,21 +91,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import duckdb
-
     from .evaluate import evaluate_cleaning
     from .simulate import main_simulate
-    from .warehouse import build, duckdb_path, format_summary, summary
+    from .warehouse import build, connect, format_summary, summary
 
     t0 = time.perf_counter()
     sim = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth)
     print(f"simulated {sim.vehicles} vehicles x {args.days} days: {sim.frames:,} frames "
           f"({sim.seconds:.1f} s, {sim.frames_per_s:,.0f} frames/s)")
+    # the build reads the landing zone just written
+    os.environ["NEV_LANDING_ROOT"] = str(Path(args.out).resolve())
     res = build(full_refresh=True)
     rc = _report_build(res)
     if rc:
         return rc
-    with duckdb.connect(str(duckdb_path()), read_only=True) as con:
+    with connect() as con:
         print(format_summary(summary(con)))
         print("cleaning against the simulator's dirty-record truth:")
         print(evaluate_cleaning(con, args.truth).format())
@@ -144,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--full-refresh", action="store_true")
         elif name == "daily":
             b.add_argument("--date", required=True)
-            b.add_argument("--lookback-days", type=int, default=3)
+            b.add_argument("--lookback-days", type=int, default=0,
+                           help="also rebuild this many days before the run date (late files "
+                                "are found by the landing listing anyway)")
         else:
             b.add_argument("--start", required=True)
             b.add_argument("--end", required=True)

@@ -4,10 +4,10 @@ Incremental models replace whole ``collect_date`` days (delete+insert on DuckDB,
 insert_overwrite of date partitions on Spark). A run is told which days to rebuild through the
 ``batch_dates`` var; this module decides that list:
 
-* ``daily``: the run date plus a look-back window (late re-sends arrive up to 3 days late,
-  GB/T 32960.3 B.2.8), plus every partition holding a file that is new or changed since the last
-  successful run (a T-BOX with a wrong clock writes into far-away partitions; they are not
-  forgotten);
+* ``daily``: the run date plus every partition holding a file that is new or changed since the
+  last successful run (re-sends arrive up to 3 days late, GB/T 32960.3 B.2.8, and a T-BOX with a
+  wrong clock writes into far-away partitions; the landing listing finds them all, so no fixed
+  look-back window is needed; ``--lookback-days`` adds one);
 * ``backfill``: an explicit date range;
 * ``full``: everything (``--full-refresh``).
 """
@@ -46,6 +46,17 @@ def landing_root() -> Path:
 
 def duckdb_path() -> Path:
     return Path(os.environ.get("NEV_DUCKDB_PATH", PROJECT_DIR / "warehouse" / "nev_battery.duckdb"))
+
+
+def connect(read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file. dbt runs in-process and dbt-duckdb keeps its own
+    (read-write) instance open; DuckDB refuses a second instance of the same file with another
+    configuration, so a read-only request falls back to the configuration already open."""
+    path = str(duckdb_path())
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.ConnectionException:
+        return duckdb.connect(path)
 
 
 def list_landing_files(root: Path | None = None) -> dict[str, tuple[int, int]]:
@@ -119,17 +130,17 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
     args += list(extra_args or [])
     ok, failures = run_dbt(args, target)
     if ok and (target in (None, "duckdb")):
-        with duckdb.connect(str(duckdb_path())) as con:
+        with connect(read_only=False) as con:
             save_state(con, files)
     return BuildResult(ok, time.perf_counter() - t0, batch_dates, failures)
 
 
-def daily_batch(run_date: date, lookback_days: int = 3) -> list[str]:
+def daily_batch(run_date: date, lookback_days: int = 0) -> list[str]:
     window = {str(run_date - timedelta(days=i)) for i in range(lookback_days + 1)}
     files = list_landing_files()
     path = duckdb_path()
     if path.exists():
-        with duckdb.connect(str(path), read_only=True) as con:
+        with connect() as con:
             window |= changed_partitions(con, files)
     else:
         window |= {p.split("/")[1][3:] for p in files}

@@ -152,3 +152,13 @@ def test_sqlfluff_lint_models(tmp_path):
                         "tests/dbt", "--disable-progress-bar"], check=False, cwd=PROJECT, env=env,
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
+
+
+def test_demo_command_prints_the_summary(tmp_path):
+    """`make run` is `nev-battery demo`: simulate, build in-process, then read the warehouse."""
+    env = wh_env(tmp_path, "demo.duckdb")
+    p = run_cli(["demo", "--vehicles", "3", "--days", "2", "--seed", "5",
+                 "--out", str(tmp_path / "landing"), "--truth", str(tmp_path / "truth")], env)
+    assert "rows per model:" in p.stdout
+    assert "dws.dws_realtime_checked" in p.stdout
+    assert "make run total" in p.stdout
