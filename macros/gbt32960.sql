@@ -99,3 +99,21 @@
 {% macro default__is_valid_vin(column) -%}
     coalesce({{ column }} rlike '^[A-HJ-NPR-Z0-9]{17}$', false)
 {%- endmacro %}
+
+{#- GB/T 32960.3-2016 Table 18: bit of general_alarm_flags -> alarm name. A protocol constant
+    (kept in line with nev_battery.catalog.ALARM_BITS, which the simulator uses). -#}
+{% macro gbt32960_alarm_bits() -%}
+    {{ return([
+        (0, 'temperature_difference'), (1, 'battery_high_temperature'), (2, 'ress_over_voltage'),
+        (3, 'ress_under_voltage'), (4, 'soc_low'), (5, 'cell_over_voltage'),
+        (6, 'cell_under_voltage'), (7, 'soc_too_high'), (8, 'soc_jump'), (9, 'ress_mismatch'),
+        (10, 'poor_cell_consistency'), (11, 'insulation'), (12, 'dcdc_temperature'),
+        (13, 'braking_system'), (14, 'dcdc_status'), (15, 'motor_controller_temperature'),
+        (16, 'high_voltage_interlock'), (17, 'motor_temperature'), (18, 'ress_over_charge'),
+    ]) }}
+{%- endmacro %}
+
+{#- Boolean SQL: bit `bit` of an integer column is set (portable: no bit operators). -#}
+{% macro bit_is_set(col, bit) -%}
+    (cast(floor({{ col }} / {{ 2 ** bit }}) as bigint) % 2 = 1)
+{%- endmacro %}

@@ -31,3 +31,16 @@ select *
 from {{ model }}
 where not coalesce(({{ column_name ~ ' ' if column_name else '' }}{{ expression }}), false)
 {% endtest %}
+
+{#- Fails on every row whose column decreases against the previous row of its group in
+    `order_by` order (a cumulative counter or an odometer must never go down). -#}
+{% test is_non_decreasing(model, column_name, group_by, order_by, tolerance=0) %}
+with ordered as (
+    select
+        {{ column_name }} as value,
+        lag({{ column_name }}) over (partition by {{ group_by }} order by {{ order_by }}) as previous_value
+    from {{ model }}
+)
+select * from ordered
+where value < previous_value - {{ tolerance }}
+{% endtest %}

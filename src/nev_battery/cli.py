@@ -44,12 +44,16 @@ def _report_build(res) -> int:
     return 0 if res.ok else 1
 
 
+def _skip(args: argparse.Namespace) -> list[str]:
+    return ["--exclude-resource-type", "test"] if args.skip_tests else []
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from .warehouse import build
 
     dates = args.dates.split(",") if args.dates else None
     return _report_build(build(dates, full_refresh=args.full_refresh, select=args.select,
-                               target=args.target))
+                               target=args.target, extra_args=_skip(args)))
 
 
 def _cmd_daily(args: argparse.Namespace) -> int:
@@ -58,14 +62,16 @@ def _cmd_daily(args: argparse.Namespace) -> int:
     d = date.fromisoformat(args.date)
     batch = daily_batch(d, args.lookback_days)
     print(f"daily run for {d}: rebuilding {', '.join(batch)}")
-    return _report_build(build(batch, select=args.select, target=args.target))
+    return _report_build(build(batch, select=args.select, target=args.target,
+                               extra_args=_skip(args)))
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from .warehouse import backfill_batch, build
 
     batch = backfill_batch(date.fromisoformat(args.start), date.fromisoformat(args.end))
-    return _report_build(build(batch, select=args.select, target=args.target))
+    return _report_build(build(batch, select=args.select, target=args.target,
+                               extra_args=_skip(args)))
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -86,6 +92,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             rep = evaluate_cleaning(con, args.truth)
             print(rep.format())
             ok = rep.recall >= 0.99 and rep.false_touch_rate <= 0.001
+            return 0 if ok or not args.enforce else 1
+        if args.what == "charges":
+            from .evaluate import evaluate_charges
+
+            rep = evaluate_charges(con, args.truth)
+            print(rep.format())
+            ok = rep.passes()
+            print(f"targets (found >= 99 %, spurious <= 1 %, SOC exact, Ah): "
+                  f"{'met' if ok else 'NOT met'}")
             return 0 if ok or not args.enforce else 1
     return 2
 
@@ -137,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         b = sub.add_parser(name, help=hlp)
         b.add_argument("--select", default=None)
         b.add_argument("--target", default=None)
+        b.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
         if name == "build":
             b.add_argument("--dates", default=None, help="comma-separated YYYY-MM-DD")
             b.add_argument("--full-refresh", action="store_true")
@@ -154,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
-    s.add_argument("what", choices=["cleaning"])
+    s.add_argument("what", choices=["cleaning", "charges"])
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
     s.set_defaults(func=_cmd_evaluate)

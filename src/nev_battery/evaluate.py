@@ -127,3 +127,111 @@ def evaluate_cleaning(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Clea
         sign_flip_vehicles=int(flips[0]),
         sign_flip_corrected=int(flips[1]),
     )
+
+
+@dataclass
+class ChargeReport:
+    true_sessions: int
+    segments: int
+    found: int
+    spurious: int  # segments overlapping no true session, or a second piece of one
+    exact_bounds: int
+    start_soc_exact: int
+    end_soc_exact: int
+    ah_rel_err: pd.Series  # |segment Ah - true Ah| / true Ah of the found sessions
+    ah_total_rel_err: float
+    ah_cal_rel_err: pd.Series  # the same after the vehicle's current-offset calibration
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.true_sessions if self.true_sessions else 1.0
+
+    @property
+    def spurious_rate(self) -> float:
+        return self.spurious / self.segments if self.segments else 0.0
+
+    def ah_within(self, tol: float, calibrated: bool = False) -> float:
+        e = self.ah_cal_rel_err if calibrated else self.ah_rel_err
+        return float((e <= tol).mean()) if len(e) else 1.0
+
+    def passes(self) -> bool:
+        """The DWD targets: >= 99 % of true sessions found, <= 1 % spurious segments, start and
+        end SOC exact, charged Ah (offset-calibrated) within 2 % for >= 99 % of sessions."""
+        n = max(self.found, 1)
+        return (self.recall >= 0.99 and self.spurious_rate <= 0.01
+                and self.start_soc_exact / n >= 0.99 and self.end_soc_exact / n >= 0.99
+                and self.ah_within(0.02, calibrated=True) >= 0.99)
+
+    def format(self) -> str:
+        e, c = self.ah_rel_err, self.ah_cal_rel_err
+        return "\n".join([
+            f"true charging sessions {self.true_sessions:,}; segments {self.segments:,}",
+            (f"found {self.found:,} = {self.recall:.2%}; spurious {self.spurious:,} = "
+             f"{self.spurious_rate:.2%} of segments; same first and last frame "
+             f"{self.exact_bounds / max(self.found, 1):.2%}"),
+            (f"start SOC exact {self.start_soc_exact / max(self.found, 1):.2%}, end SOC exact "
+             f"{self.end_soc_exact / max(self.found, 1):.2%}"),
+            (f"charged Ah vs truth, as measured: median |error| {e.median():.3%}, "
+             f"P95 {e.quantile(0.95):.3%}, max {e.max():.3%}; within 2 %: "
+             f"{self.ah_within(0.02):.2%}; fleet total {self.ah_total_rel_err:+.3%}"),
+            (f"charged Ah vs truth, offset-calibrated: median |error| {c.median():.3%}, "
+             f"P95 {c.quantile(0.95):.3%}, max {c.max():.3%}; within 2 %: "
+             f"{self.ah_within(0.02, calibrated=True):.2%}"),
+        ])
+
+
+def evaluate_charges(con: duckdb.DuckDBPyConnection, truth: Path | str) -> ChargeReport:
+    """dwd_charge_segment against the simulator's true charging sessions.
+
+    A true session is found when a segment of the same vehicle overlaps it in time; its match
+    is the segment with the largest overlap. A segment is spurious when it overlaps no true
+    session or is not the match of the session it overlaps (a session cut in two)."""
+    path = Path(truth) / "charge_sessions.parquet"
+    con.execute(f"create or replace temp table _sessions as select row_number() over () as sid, "
+                f"* from read_parquet('{path}')")
+    con.execute("""
+        create or replace temp table _pairs as
+        select t.sid, s.vin, s.start_time, s.end_time as seg_end,
+               t.start_time as true_start, t.end_time as true_end,
+               s.start_soc_pct, s.end_soc_pct, t.start_soc, t.end_soc,
+               s.charged_ah, t.charged_ah as true_ah,
+               -- |I_true| = |I_reported| + offset while charging; the trapezoid integrated
+               -- duration_s less the long steps, which count one report period each
+               s.charged_ah + coalesce(o.current_offset_a, 0)
+                   * (s.duration_s - s.gap_s + s.gap_count * 10) / 3600 as charged_ah_cal,
+               epoch(least(s.end_time, t.end_time)) - epoch(greatest(s.start_time, t.start_time))
+                   as overlap_s
+        from dwd.dwd_charge_segment s
+        join _sessions t on t.vin = s.vin and s.start_time <= t.end_time
+                        and s.end_time >= t.start_time
+        left join dwd.dwd_vehicle_current_offset o on o.vin = s.vin
+    """)
+    m = con.execute("""
+        with best as (
+            select *, row_number() over (partition by sid order by overlap_s desc, start_time)
+                   as rk
+            from _pairs
+        )
+        select * from best where rk = 1
+    """).df()
+    n_true = con.execute("select count(*) from _sessions").fetchall()[0][0]
+    n_seg, n_matched = con.execute("""
+        select (select count(*) from dwd.dwd_charge_segment),
+               (select count(distinct (vin, start_time)) from _pairs p where exists (
+                   select 1 from (select sid, arg_max(start_time, overlap_s) as st from _pairs
+                                  group by sid) b where b.st = p.start_time and b.sid = p.sid))
+    """).fetchall()[0]
+    err = ((m.charged_ah - m.true_ah).abs() / m.true_ah.where(m.true_ah > 0)).dropna()
+    cal = ((m.charged_ah_cal - m.true_ah).abs() / m.true_ah.where(m.true_ah > 0)).dropna()
+    return ChargeReport(
+        true_sessions=int(n_true),
+        segments=int(n_seg),
+        found=len(m),
+        spurious=int(n_seg - n_matched),
+        exact_bounds=int(((m.start_time == m.true_start) & (m.seg_end == m.true_end)).sum()),
+        start_soc_exact=int((m.start_soc_pct == m.start_soc).sum()),
+        end_soc_exact=int((m.end_soc_pct == m.end_soc).sum()),
+        ah_rel_err=err.reset_index(drop=True),
+        ah_total_rel_err=float(m.charged_ah.sum() / m.true_ah.sum() - 1) if len(m) else 0.0,
+        ah_cal_rel_err=cal.reset_index(drop=True),
+    )

@@ -158,14 +158,16 @@ def landing_dates() -> list[str]:
 def summary(con: duckdb.DuckDBPyConnection) -> dict:
     """Rows per model and layer, quarantined rows by reason, landing-file problems."""
     tables = con.execute("""
-        select table_schema, table_name from information_schema.tables
+        select table_schema, table_name, table_type = 'VIEW' from information_schema.tables
         where table_schema in ('ods', 'dws', 'dwd', 'ads') order by 1, 2
     """).fetchall()
-    rows = {}
-    for schema, name in tables:
+    rows, views = {}, set()
+    for schema, name, is_view in tables:
         rows[f"{schema}.{name}"] = con.execute(f'select count(*) from "{schema}"."{name}"'
                                                ).fetchall()[0][0]
-    out = {"rows": rows}
+        if is_view:
+            views.add(f"{schema}.{name}")
+    out = {"rows": rows, "views": views}
     if "dws.dws_quarantine" in rows:
         out["quarantine"] = con.execute("""
             select reason_code, action, count(*) as n from dws.dws_quarantine
@@ -187,12 +189,13 @@ def format_summary(s: dict) -> str:
     lines = []
     if "vehicles" in s:
         lines.append(f"vehicles {s['vehicles']}, days {s['days']}")
-    lines.append("rows per model:")
-    for k, v in s["rows"].items():
-        lines.append(f"  {k:<40} {v:>12,}")
+    lines.append("rows per model, by layer:")
+    views = s.get("views", set())
     for layer in LAYERS:
-        n = sum(v for k, v in s["rows"].items() if k.startswith(layer + "."))
-        lines.append(f"  layer {layer:<34} {n:>12,}")
+        models = [(k, v) for k, v in s["rows"].items() if k.startswith(layer + ".")]
+        lines.append(f"  {layer.upper()}" + ("" if models else "  (no models built)"))
+        for k, v in models:
+            lines.append(f"    {k:<40} {v:>12,}" + ("  (view)" if k in views else ""))
     if s.get("quarantine"):
         lines.append("quarantined by reason:")
         for reason, action, n in s["quarantine"]:
