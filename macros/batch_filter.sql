@@ -2,12 +2,7 @@
     comma-separated string of 'YYYY-MM-DD'). Renders 1 = 1 on a full refresh / first build or
     when batch_dates is not set, so that the build processes everything. -#}
 {% macro batch_filter(column) -%}
-    {%- set dates = batch_dates_list() -%}
-    {%- if dates | length > 0 and is_incremental() -%}
-        {{ column }} in ({% for d in dates %}cast('{{ d }}' as date){% if not loop.last %}, {% endif %}{% endfor %})
-    {%- else -%}
-        1 = 1
-    {%- endif -%}
+    {{ date_list_filter(column, batch_dates_list()) }}
 {%- endmacro %}
 
 {#- var batch_dates normalised to a list of 'YYYY-MM-DD' strings (empty when not set). -#}

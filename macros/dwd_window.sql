@@ -56,7 +56,7 @@
 {%- endmacro %}
 
 {#- `column in (dates)` on an incremental run with batch dates, else 1 = 1. -#}
-{% macro dwd_date_filter(column, dates) -%}
+{% macro date_list_filter(column, dates) -%}
     {%- if dates | length > 0 and is_incremental() -%}
         {{ column }} in ({% for d in dates %}cast('{{ d }}' as date){% if not loop.last %}, {% endif %}{% endfor %})
     {%- else -%}
@@ -65,15 +65,15 @@
 {%- endmacro %}
 
 {% macro dwd_rebuild_filter(column) -%}
-    {{ dwd_date_filter(column, dwd_rebuild_dates()) }}
+    {{ date_list_filter(column, dwd_rebuild_dates()) }}
 {%- endmacro %}
 
 {% macro dwd_read_filter(date_column, time_column) -%}
     {%- set tail = dwd_tail_dates() -%}
     {%- if dwd_rebuild_dates() | length > 0 and is_incremental() -%}
-        ({{ dwd_date_filter(date_column, dwd_read_dates()) }}
+        ({{ date_list_filter(date_column, dwd_read_dates()) }}
         {%- if tail %}
-            or ({{ dwd_date_filter(date_column, tail) }}
+            or ({{ date_list_filter(date_column, tail) }}
                 and {{ time_column }} >= {{ dbt.dateadd('second', -dwd_segment_gap_s(), dbt.dateadd('day', 1, 'cast(' ~ date_column ~ ' as timestamp)')) }})
         {%- endif %})
     {%- else -%}

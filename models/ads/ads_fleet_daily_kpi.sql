@@ -42,22 +42,22 @@ with_all as (
     select
         b.date,
         'ALL' as vehicle_model,
-        sum(b.active_vehicles),
-        sum(b.mileage_km),
-        sum(b.driving_hours),
-        sum(b.charging_hours),
-        sum(b.charge_count),
-        sum(b.charge_count_dc),
-        sum(b.charged_kwh),
-        sum(b.charged_kwh_dc),
-        sum(b.drive_energy_net_kwh),
-        sum(b.trip_distance_km),
-        sum(b.vehicles_with_alarm),
-        sum(b.vehicles_with_level3_alarm),
-        sum(b.frames_received),
-        sum(b.frames_rejected),
-        sum(b.report_slots_received),
-        sum(b.report_slots_expected)
+        sum(b.active_vehicles) as active_vehicles,
+        sum(b.mileage_km) as mileage_km,
+        sum(b.driving_hours) as driving_hours,
+        sum(b.charging_hours) as charging_hours,
+        sum(b.charge_count) as charge_count,
+        sum(b.charge_count_dc) as charge_count_dc,
+        sum(b.charged_kwh) as charged_kwh,
+        sum(b.charged_kwh_dc) as charged_kwh_dc,
+        sum(b.drive_energy_net_kwh) as drive_energy_net_kwh,
+        sum(b.trip_distance_km) as trip_distance_km,
+        sum(b.vehicles_with_alarm) as vehicles_with_alarm,
+        sum(b.vehicles_with_level3_alarm) as vehicles_with_level3_alarm,
+        sum(b.frames_received) as frames_received,
+        sum(b.frames_rejected) as frames_rejected,
+        sum(b.report_slots_received) as report_slots_received,
+        sum(b.report_slots_expected) as report_slots_expected
     from by_model as b
     group by b.date
 )

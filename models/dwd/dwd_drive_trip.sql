@@ -8,6 +8,8 @@
 }}
 
 {%- set gap_s = dwd_segment_gap_s() -%}
+{%- set power_out = 'case when n.total_current_a > 0 then n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
+{%- set power_in = 'case when n.total_current_a < 0 then -n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
 
 -- One row per driving trip: maximal runs of driving frames (vehicle on, not charging) of a
 -- vehicle with no step longer than the segment gap. A trip belongs to the day it starts and is
@@ -66,19 +68,23 @@ trips as (
         {{ last_non_null('n.odometer_km', 'n.collect_time') }} as end_odometer_km,
         {{ exact_sum('n.speed_kmh * n.w_s', 3) }} / 3600 as distance_speed_km,
         max(n.speed_kmh) as max_speed_kmh,
-        {{ exact_sum('case when n.total_current_a > 0 then n.total_voltage_v * n.total_current_a * n.w_s else 0 end', 3) }}
-        / 3600000 as energy_out_kwh,
-        {{ exact_sum('case when n.total_current_a < 0 then -n.total_voltage_v * n.total_current_a * n.w_s else 0 end', 3) }}
-        / 3600000 as energy_regen_kwh,
-        {{ exact_sum('case when n.total_current_a > 0 then n.total_current_a * n.w_s else 0 end', 3) }} / 3600 as ah_out,
-        {{ exact_sum('case when n.total_current_a < 0 then -n.total_current_a * n.w_s else 0 end', 3) }} / 3600 as ah_regen,
+        {{ exact_sum(power_out, 3) }} / 3600000 as energy_out_kwh,
+        {{ exact_sum(power_in, 3) }} / 3600000 as energy_regen_kwh,
+        {{ exact_sum('case when n.total_current_a > 0 then n.total_current_a * n.w_s else 0 end', 3) }}
+        / 3600 as ah_out,
+        {{ exact_sum('case when n.total_current_a < 0 then -n.total_current_a * n.w_s else 0 end', 3) }}
+        / 3600 as ah_regen,
         {{ first_non_null('n.soc_pct', 'n.collect_time') }} as start_soc_pct,
         {{ last_non_null('n.soc_pct', 'n.collect_time') }} as end_soc_pct,
         min(n.min_temp_c) as min_temp_c,
         avg((n.max_temp_c + n.min_temp_c) / 2) as mean_temp_c,
         max(n.max_temp_c) as max_temp_c,
         count(*) as frame_count,
-        sum(case when n.dt_prev_s > 1.5 * {{ var('report_period_s', 10) }} and n.dt_prev_s <= {{ gap_s }} then 1 else 0 end)
+        sum(
+            case
+                when n.dt_prev_s > 1.5 * {{ var('report_period_s', 10) }} and n.dt_prev_s <= {{ gap_s }} then 1 else 0
+            end
+        )
             as gap_count
     from numbered as n
     group by n.vin, n.trip_no

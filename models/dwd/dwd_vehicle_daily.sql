@@ -9,6 +9,8 @@
 
 {%- set gap_s = dwd_segment_gap_s() -%}
 {%- set period = var('report_period_s', 10) -%}
+{%- set high_c_rate = var('behavior_high_c_rate', 1.0) -%}
+{%- set high_c_rate_ah = "case when s.max_c_rate >= " ~ high_c_rate ~ " then s.charged_ah else 0 end" -%}
 
 -- The monitoring platform's operating indicators, one row per vehicle and day with data.
 -- Frame-based figures (hours, SOC, temperatures, alarms, completeness) come from the day's own
@@ -88,10 +90,10 @@ frame_day as (
         min(w.insulation_resistance_kohm) as min_insulation_kohm,
         max(w.max_alarm_level) as max_alarm_level,
         {%- for level in [1, 2, 3] %}
-        sum(case when w.max_alarm_level = {{ level }} then 1 else 0 end) as alarm_level{{ level }}_frames,
+            sum(case when w.max_alarm_level = {{ level }} then 1 else 0 end) as alarm_level{{ level }}_frames,
         {%- endfor %}
         {%- for bit, name in gbt32960_alarm_bits() %}
-        sum(case when {{ bit_is_set('w.general_alarm_flags', bit) }} then 1 else 0 end) as alarm_{{ name }}_frames,
+            sum(case when {{ bit_is_set('w.general_alarm_flags', bit) }} then 1 else 0 end) as alarm_{{ name }}_frames,
         {%- endfor %}
         -- usage-behaviour exposure of the day (dwd_vehicle_lifetime accumulates it)
         sum(case when w.max_temp_c >= {{ var('behavior_high_temp_c', 40) }} then w.w_s else 0 end) / 3600
@@ -133,8 +135,7 @@ charge_day as (
         {{ exact_sum("case when s.charger_type = 'DC' then s.charged_kwh else 0 end") }} as charged_kwh_dc,
         {{ exact_sum('s.charged_ah') }} as charged_ah,
         {{ exact_sum("case when s.charger_type = 'DC' then s.charged_ah else 0 end") }} as charged_ah_dc,
-        {{ exact_sum("case when s.max_c_rate >= " ~ var('behavior_high_c_rate', 1.0) ~ " then s.charged_ah else 0 end") }}
-            as high_c_rate_charged_ah,
+        {{ exact_sum(high_c_rate_ah) }} as high_c_rate_charged_ah,
         sum(case when s.is_soh_eligible then 1 else 0 end) as soh_eligible_charge_count
     from {{ ref('dwd_charge_segment') }} as s
     where {{ dwd_rebuild_filter('s.start_date') }}
@@ -196,10 +197,10 @@ select
     d.min_insulation_kohm,
     d.max_alarm_level,
     {%- for level in [1, 2, 3] %}
-    d.alarm_level{{ level }}_frames,
+        d.alarm_level{{ level }}_frames,
     {%- endfor %}
     {%- for bit, name in gbt32960_alarm_bits() %}
-    d.alarm_{{ name }}_frames,
+        d.alarm_{{ name }}_frames,
     {%- endfor %}
     d.high_temp_hours,
     d.deep_discharge_hours,

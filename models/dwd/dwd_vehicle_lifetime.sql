@@ -46,7 +46,7 @@ daily as (
         dd.odometer_max_km,
         dd.high_soc_rest_hours_in_day,
         {%- for c, _ in counters if c not in derived %}
-        cast(round(dd.{{ c }}, 6) as {{ d }}) as inc_{{ c }},
+            cast(round(dd.{{ c }}, 6) as {{ d }}) as inc_{{ c }},
         {%- endfor %}
         lag(dd.last_frame_time) over (partition by dd.vin order by dd.date) as prev_last_frame_time,
         lag(dd.last_soc_pct) over (partition by dd.vin order by dd.date) as prev_last_soc_pct
@@ -75,16 +75,16 @@ base as (
         group by l.vin
     ) as m on t.vin = m.vin and t.date = m.date
     {%- else %}
-    select
-        dd.vin,
-        dd.last_frame_time,
-        dd.last_soc_pct,
-        dd.odometer_max_km as odometer_km,
-        {%- for c, _ in counters %}
-        cast(0 as {{ d }}) as cum_{{ c }}{% if not loop.last %},{% endif %}
-        {%- endfor %}
-    from {{ ref('dwd_vehicle_daily') }} as dd
-    where 1 = 0
+        select
+            dd.vin,
+            dd.last_frame_time,
+            dd.last_soc_pct,
+            dd.odometer_max_km as odometer_km,
+            {%- for c, _ in counters %}
+                cast(0 as {{ d }}) as cum_{{ c }}{% if not loop.last %},{% endif %}
+            {%- endfor %}
+        from {{ ref('dwd_vehicle_daily') }} as dd
+        where 1 = 0
     {%- endif %}
 ),
 
@@ -96,16 +96,22 @@ increments as (
             dl.high_soc_rest_hours_in_day
             + case
                 when coalesce(dl.prev_last_soc_pct, b.last_soc_pct) >= {{ var('behavior_high_soc_rest_pct', 90) }}
-                    then ({{ epoch_seconds('dl.first_frame_time') }}
-                        - {{ epoch_seconds('coalesce(dl.prev_last_frame_time, b.last_frame_time)') }}) / 3600
+                    then (
+                        {{ epoch_seconds('dl.first_frame_time') }}
+                        - {{ epoch_seconds('coalesce(dl.prev_last_frame_time, b.last_frame_time)') }}
+                    ) / 3600
                 else 0
-            end, 6) as {{ d }}) as inc_high_soc_rest_hours,
+            end, 6
+        ) as {{ d }}) as inc_high_soc_rest_hours,
         -- time since the previous active day's last frame (first day: within the day), so the
         -- sum is the time since the vehicle's first frame
         cast(round(
-            ({{ epoch_seconds('dl.last_frame_time') }}
-                - {{ epoch_seconds('coalesce(dl.prev_last_frame_time, b.last_frame_time, dl.first_frame_time)') }}) / 3600,
-            6) as {{ d }}) as inc_elapsed_hours
+            (
+                {{ epoch_seconds('dl.last_frame_time') }}
+                - {{ epoch_seconds('coalesce(dl.prev_last_frame_time, b.last_frame_time, dl.first_frame_time)') }}
+            ) / 3600,
+            6
+        ) as {{ d }}) as inc_elapsed_hours
     from daily as dl
     left join base as b on dl.vin = b.vin
 ),
@@ -115,7 +121,7 @@ cumulative as (
         i.vin,
         i.date,
         {%- for c, _ in counters %}
-        coalesce(b.cum_{{ c }}, 0) + sum(i.inc_{{ c }}) over w as cum_{{ c }},
+            coalesce(b.cum_{{ c }}, 0) + sum(i.inc_{{ c }}) over w as cum_{{ c }},
         {%- endfor %}
         coalesce(
             max(i.odometer_max_km) over w,
@@ -132,15 +138,15 @@ final as (
     select
         c.vin,
         c.date,
-        {{ dbt.datediff('v.in_service_date', 'c.date', 'day') }} as days_in_service,
+        {{ dbt.datediff('v.in_service_date', 'c.date', 'day') }} as days_in_service,  -- noqa: LT05
         c.odometer_km,
         {%- for c_, _ in counters %}
-        cast(c.cum_{{ c_ }} as double) as cum_{{ c_ }},
+            cast(c.cum_{{ c_ }} as double) as cum_{{ c_ }},
         {%- endfor %}
         -- throughput counts every ampere-hour through the pack: charging, driving and regeneration
         cast(c.cum_charged_ah + c.cum_drive_ah_out + c.cum_drive_ah_regen as double) as cum_ah_throughput,
-        cast(c.cum_charged_ah + c.cum_drive_ah_out + c.cum_drive_ah_regen as double) / (2 * v.rated_capacity_ah)
-            as equivalent_full_cycles,
+        cast(c.cum_charged_ah + c.cum_drive_ah_out + c.cum_drive_ah_regen as double)
+        / (2 * v.rated_capacity_ah) as equivalent_full_cycles,
         {{ usage_behavior_score('c') }} as usage_behavior_score,
         c.last_frame_time,
         c.last_soc_pct

@@ -106,7 +106,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_cleaning
+    from .evaluate import evaluate_charges, evaluate_cleaning
     from .simulate import main_simulate
     from .warehouse import build, connect, format_summary, summary
 
@@ -124,6 +124,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(format_summary(summary(con)))
         print("cleaning against the simulator's dirty-record truth:")
         print(evaluate_cleaning(con, args.truth).format())
+        print("charge segments against the simulator's true sessions:")
+        print(evaluate_charges(con, args.truth).format())
     print(f"make run total {time.perf_counter() - t0:.1f} s (simulate {sim.seconds:.1f} s, "
           f"dbt build {res.seconds:.1f} s)")
     return 0
