@@ -62,9 +62,17 @@ def _segmentation() -> tuple[list[str], int]:
             order by f.vin, f.collect_time
         """).to_arrow_table().to_pandas()
     n = len(frames)
+    # The first pass over a fresh DataFrame pays one-off costs (pages faulted in, lazily built
+    # arrays) that whichever implementation ran second would get for free: one untimed pass
+    # first, then the best of three for the vectorized code and one run of the baseline.
     t0 = time.perf_counter()
-    fast = segment_charges(frames)
-    t_fast = time.perf_counter() - t0
+    segment_charges(frames)
+    t_cold = time.perf_counter() - t0
+    t_fast = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fast = segment_charges(frames)
+        t_fast = min(t_fast, time.perf_counter() - t0)
     t0 = time.perf_counter()
     slow = segment_charges_baseline(frames)
     t_slow = time.perf_counter() - t0
@@ -75,11 +83,14 @@ def _segmentation() -> tuple[list[str], int]:
     lines = [
         (f"| charge segmentation, vectorized (nev_battery.charge), {len(fast):,} segments | "
          f"{t_fast:.2f} | {n / t_fast:,.0f} | 1.0 |"),
+        (f"| charge segmentation, vectorized, first call on the fresh DataFrame (cold) | "
+         f"{t_cold:.2f} | {n / t_cold:,.0f} | {t_cold / t_fast:.1f} |"),
         (f"| charge segmentation, per-vehicle pandas groupby().apply baseline | {t_slow:.1f} | "
          f"{n / t_slow:,.0f} | {t_slow / t_fast:.1f} |"),
         "",
         (f"segmentation: {n:,} frames; vectorized is {t_slow / t_fast:.0f}x faster than the "
-         f"baseline; identical segments: {'yes' if same else 'NO'}"),
+         f"baseline ({t_slow / t_cold:.0f}x counting its cold first call); identical segments: "
+         f"{'yes' if same else 'NO'}"),
     ]
     if not same:
         raise SystemExit("\n".join(lines) + "\nthe vectorized and baseline segments differ")

@@ -113,8 +113,10 @@ def _time_column(frames: pd.DataFrame) -> pd.Series:
     return ct
 
 
-def _check_order(codes: np.ndarray, uniques: pd.Index, t: np.ndarray) -> None:
-    """Raise unless rows are grouped by ascending vin, then ascending collect_time.
+def _check_order(codes: np.ndarray, uniques: pd.Index, t: np.ndarray,
+                 row_of: np.ndarray) -> None:
+    """Raise unless rows are grouped by ascending vin, then ascending collect_time (row_of maps
+    a position back to the caller's row number for the message).
 
     Only the vin of each run of equal codes is compared as a string, so a 10 M-row table costs
     one integer diff plus a comparison of as many strings as there are vehicles."""
@@ -127,14 +129,15 @@ def _check_order(codes: np.ndarray, uniques: pd.Index, t: np.ndarray) -> None:
     if bad.size:
         b = bad[0]
         raise ValueError(f"frames are not sorted by vin: {run_vin[b + 1]!r} at row "
-                         f"{change[b]} follows {run_vin[b]!r}")
+                         f"{row_of[change[b]]} follows {run_vin[b]!r}")
     same_vin = np.ones(n - 1, dtype=bool)
     same_vin[change - 1] = False
     back = np.flatnonzero(same_vin & (t[1:] < t[:-1]))
     if back.size:
         i = back[0] + 1
         raise ValueError(f"frames are not sorted by collect_time within vin "
-                         f"{uniques[codes[i]]!r}: row {i} is earlier than row {i - 1}")
+                         f"{uniques[codes[i]]!r}: row {row_of[i]} is earlier than row "
+                         f"{row_of[i - 1]}")
 
 
 def _first_valid(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -186,22 +189,23 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
     session still open near it may continue in the next batch, so it is not SOH-eligible."""
     _check_columns(frames)
     ct = _time_column(frames)
-    t_all = ct.to_numpy()
-    if np.isnat(t_all).any():
-        raise ValueError("collect_time has nulls")
-    unit = np.datetime_data(t_all.dtype)[0]
-    per_s = np.timedelta64(1, "s") / np.timedelta64(1, unit)
-    t_all = t_all.view(np.int64)
-    codes, uniques = pd.factorize(frames["vin"], sort=False)
-    if codes.size and codes.min() < 0:
-        raise ValueError("vin has nulls")
-    _check_order(codes, uniques, t_all)
-
+    # Only charging frames take part: select them first, so that the string work (factorizing
+    # and checking the vin order) touches them alone, not the whole day's frames.
     status = frames["charge_status"]
     charging = ((status == CHARGING_STATUSES[0]) | (status == CHARGING_STATUSES[1]))
     rows = np.flatnonzero(charging.to_numpy(dtype=bool, na_value=False))
     if rows.size == 0:
         return empty_segments(frames["vin"].dtype, ct.dtype)
+    t_all = ct.to_numpy()[rows]
+    if np.isnat(t_all).any():
+        raise ValueError("collect_time has nulls")
+    unit = np.datetime_data(t_all.dtype)[0]
+    per_s = np.timedelta64(1, "s") / np.timedelta64(1, unit)
+    t = t_all.view(np.int64)
+    code, uniques = pd.factorize(frames["vin"].array.take(rows), sort=False)
+    if code.size and code.min() < 0:
+        raise ValueError("vin has nulls")
+    _check_order(code, uniques, t, rows)
 
     def col(name: str) -> np.ndarray:
         s = frames[name]
@@ -210,8 +214,6 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
         return s.to_numpy(dtype=np.float64, na_value=np.nan)[rows]
 
     n = rows.size
-    code = codes[rows]
-    t = t_all[rows]
     new_vin = np.ones(n, dtype=bool)
     new_vin[1:] = code[1:] != code[:-1]
     dt = np.zeros(n)
