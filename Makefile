@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+ADAPTER := adapters/dbt-nev-spark
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock $$(find $(ADAPTER) -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*' -not -path '*/build/*' | sort) | cksum | cut -d' ' -f1)
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: run test bench lint clean
@@ -11,8 +12,9 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# pinned: every package at the version in requirements.lock
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	# pinned: every package at the version in requirements.lock; the dbt adapter plugin of the
+	# spark target is a package of its own (a regular install: it adds to dbt's namespace)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' ./$(ADAPTER)
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # simulate the demo fleet, build the warehouse on DuckDB, print a summary
@@ -33,4 +35,4 @@ lint: $(STAMP)
 	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
 
 clean:
-	rm -rf data warehouse target logs .pytest_cache
+	rm -rf data warehouse target logs .pytest_cache $(ADAPTER)/build $(ADAPTER)/*.egg-info

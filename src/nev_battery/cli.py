@@ -105,6 +105,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 2
 
 
+def _cmd_spark(args: argparse.Namespace) -> int:
+    from .spark_server import default_server
+
+    srv = default_server()
+    if args.action == "start":
+        pid = srv.start()
+        print(f"Spark server pid {pid}: thrift 127.0.0.1:{srv.thrift_port}, Spark Connect "
+              f"sc://127.0.0.1:{srv.connect_port}, warehouse {srv.workdir}")
+    elif args.action == "stop":
+        print("stopped" if srv.stop() else "no Spark server running")
+    else:
+        pid = srv.pid()
+        print(f"running, pid {pid}" if pid else "not running")
+        return 0 if pid else 1
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_charges, evaluate_cleaning
     from .simulate import main_simulate
@@ -167,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--start", required=True)
             b.add_argument("--end", required=True)
         b.set_defaults(func=fn)
+
+    s = sub.add_parser("spark", help="a local Spark server (Thrift + Spark Connect) for the "
+                                     "spark target")
+    s.add_argument("action", choices=["start", "stop", "status"])
+    s.set_defaults(func=_cmd_spark)
 
     s = sub.add_parser("summary", help="rows per layer and quarantine by reason")
     s.set_defaults(func=_cmd_summary)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dbt.adapters.base import PythonJobHelper
+from dbt.adapters.spark import SparkAdapter, SparkCredentials
+from dbt.adapters.spark.connections import SparkConnectionManager
+
+from dbt.adapters.nev_spark.python_submissions import SparkConnectPythonJobHelper
+
+DEFAULT_CONNECT_URL = "sc://127.0.0.1:15002"
+
+
+@dataclass
+class NevSparkCredentials(SparkCredentials):
+    # where Python models run: a Spark Connect endpoint of the same cluster/metastore
+    spark_connect_url: str | None = None
+
+    @property
+    def type(self) -> str:
+        return "nev_spark"
+
+    def _connection_keys(self) -> tuple[str, ...]:
+        return (*super()._connection_keys(), "spark_connect_url")
+
+    def connect_url(self) -> str:
+        return self.spark_connect_url or os.environ.get("NEV_SPARK_CONNECT", DEFAULT_CONNECT_URL)
+
+
+class NevSparkConnectionManager(SparkConnectionManager):
+    TYPE = "nev_spark"
+
+
+class NevSparkAdapter(SparkAdapter):
+    ConnectionManager = NevSparkConnectionManager
+
+    @classmethod
+    def type(cls) -> str:
+        return "nev_spark"
+
+    @property
+    def default_python_submission_method(self) -> str:
+        return "spark_connect"
+
+    @property
+    def python_submission_helpers(self) -> dict[str, type[PythonJobHelper]]:
+        return {**super().python_submission_helpers, "spark_connect": SparkConnectPythonJobHelper}
+
+    def submit_python_job(self, parsed_model: dict, compiled_code: str) -> Any:
+        return super().submit_python_job(parsed_model, compiled_code)

@@ -1,0 +1,1 @@
+{#- nev_spark inherits every dbt-spark macro; nothing is overridden yet. -#}
