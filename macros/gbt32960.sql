@@ -44,7 +44,7 @@
         {%- if field in ('cell_voltages', 'probe_temps') -%}
             {%- set mx = relation_alias ~ '.' ~ ('cell_code_max' if field == 'cell_voltages' else 'probe_code_max') -%}
             {%- do any.append(mx ~ " >= " ~ code) -%}
-            {%- do items.append("case when " ~ mx ~ " >= " ~ code ~ " and list_contains(" ~ relation_alias ~ "." ~ field ~ ", " ~ code ~ ") then '" ~ field ~ "' end") -%}
+            {%- do items.append("case when " ~ mx ~ " >= " ~ code ~ " and " ~ arr_contains(relation_alias ~ "." ~ field, code) ~ " then '" ~ field ~ "' end") -%}
         {%- else -%}
             {%- do any.append(relation_alias ~ "." ~ field ~ " = " ~ code) -%}
             {%- do items.append("case when " ~ relation_alias ~ "." ~ field ~ " = " ~ code ~ " then '" ~ field ~ "' end") -%}
@@ -52,8 +52,8 @@
     {%- endfor -%}
     case
         when {{ any | join(' or ') }}
-            then list_filter([{{ items | join(', ') }}], lambda f: f is not null)  -- noqa: RF02
-        else cast([] as varchar[])
+            then {{ arr_filter(arr_literal(items), 'f', 'f is not null') }}
+        else {{ empty_string_array() }}
     end
 {%- endmacro %}
 

@@ -99,6 +99,92 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Spark: parquet scans of the valid files only, so that a corrupt or mis-typed file is never
+    opened: one scan per partition directory whose files are all valid, one per file elsewhere.
+    `_metadata` (Spark >= 3.3; row_index >= 4.0) gives the file and row; the row key is the
+    file's position in the valid-file list and its row, as on DuckDB. -#}
 {% macro default__read_landing_files(table_name) -%}
-    {{ exceptions.raise_compiler_error("read_landing_files is implemented for duckdb only (Spark/ClickHouse targets: todo)") }}
+    {%- set columns = landing_contract_columns(table_name) -%}
+    {%- set files = valid_landing_files(table_name) -%}
+    {%- set root = landing_root() -%}
+    {%- set partitioned = table_name == 'gbt32960_realtime' -%}
+    {%- set all_files = all_landing_files(table_name) -%}
+    {%- set scans = [] -%}
+    {%- set dirs = {} -%}
+    {%- for f in files -%}
+        {%- set d = f.rsplit('/', 1)[0] -%}
+        {%- do dirs.setdefault(d, []).append(f) -%}
+    {%- endfor -%}
+    {%- for d, fs in dirs.items() -%}
+        {%- if fs | length == all_files.get(d, []) | length -%}
+            {%- do scans.append(d) -%}
+        {%- else -%}
+            {%- for f in fs %}{% do scans.append(f) %}{% endfor -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if scans | length > 0 -%}
+        select
+            {% for name, type in columns -%}
+            cast(`{{ name }}` as {{ spark_type(type) }}) as {{ name }},
+            {% endfor -%}
+            {% if partitioned -%}
+            cast(regexp_extract(_file_path, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/', 1) as date) as collect_date,
+            {% endif -%}
+            substr(_file_path, instr(_file_path, '/{{ table_name }}/') + 1) as source_file,
+            cast(_row_index as bigint) as source_row_number,
+            -- the file's position in the valid-file list, as on DuckDB (directory scans do not
+            -- know it: a join with the list, known when the model compiles)
+            fi.file_index * 4294967296 + _row_index as row_key
+        from (
+            {%- for p in scans %}
+            {% if not loop.first %}union all {% endif %}select
+                {% for name, type in columns %}`{{ name }}`, {% endfor %}_metadata.file_path as _file_path,
+                _metadata.row_index as _row_index
+            from parquet.`{{ root ~ '/' ~ p }}`
+            {%- endfor %}
+        ) as landing
+        inner join (
+            values
+            {%- for f in files %}
+                ('{{ f }}', cast({{ loop.index0 }} as bigint)){% if not loop.last %},{% endif %}
+            {%- endfor %}
+        ) as fi (file_path, file_index)
+            on substr(landing._file_path, instr(landing._file_path, '/{{ table_name }}/') + 1) = fi.file_path
+    {%- else -%}
+        select
+            {% for name, type in columns -%}
+            cast(null as {{ spark_type(type) }}) as {{ name }},
+            {% endfor -%}
+            {% if partitioned -%}
+            cast(null as date) as collect_date,
+            {% endif -%}
+            cast(null as string) as source_file,
+            cast(null as bigint) as source_row_number,
+            cast(null as bigint) as row_key
+        where 1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
+{#- {directory: [files]} of all audited landing files of a table (valid or not). -#}
+{% macro all_landing_files(table_name) -%}
+    {%- set audit = ref('ods_landing_file') -%}
+    {%- set out = {} -%}
+    {%- if not execute -%}
+        {{ return(out) }}
+    {%- endif -%}
+    {%- set query -%}
+        select file_path from {{ audit }} where table_name = '{{ table_name }}' and file_path like '%.parquet'
+    {%- endset -%}
+    {%- for f in run_query(query).columns[0].values() -%}
+        {%- do out.setdefault(f.rsplit('/', 1)[0], []).append(f) -%}
+    {%- endfor -%}
+    {{ return(out) }}
+{%- endmacro %}
+
+{#- DuckDB type names of the contract as Spark SQL types. -#}
+{% macro spark_type(duckdb_type) -%}
+    {%- set base = duckdb_type.replace('[]', '') -%}
+    {%- set t = {'varchar': 'string', 'integer': 'int', 'bigint': 'bigint', 'double': 'double',
+                 'boolean': 'boolean', 'date': 'date', 'timestamp': 'timestamp'}[base] -%}
+    {%- if duckdb_type.endswith('[]') -%}array<{{ t }}>{%- else -%}{{ t }}{%- endif -%}
 {%- endmacro %}

@@ -2,6 +2,9 @@
 -- ods_landing_file marks valid and non-empty (macro read_landing_files): a corrupt file is
 -- reported there instead of failing the build or vanishing silently.
 -- depends_on: {{ source('landing', 'gbt32960_realtime') }}
+-- A view on DuckDB (the landing files are the storage); a table on Spark, whose Derby/Hive
+-- metastore cannot hold a view text this long.
+{{ config(materialized='table' if target.type == 'nevspark' else 'view') }}
 
 with
 
@@ -13,10 +16,10 @@ coded as (
     -- the largest array codes, computed once: markers are the top codes of a field's width
     select
         src.*,
-        list_max(src.cell_voltages) as cell_code_max,
-        list_min(src.cell_voltages) as cell_code_min,
-        list_max(src.probe_temps) as probe_code_max,
-        list_min(src.probe_temps) as probe_code_min
+        {{ arr_max('src.cell_voltages') }} as cell_code_max,
+        {{ arr_min('src.cell_voltages') }} as cell_code_min,
+        {{ arr_max('src.probe_temps') }} as probe_code_max,
+        {{ arr_min('src.probe_temps') }} as probe_code_min
     from source as src
 ),
 
@@ -59,7 +62,7 @@ renamed as (
             when 13 then 'R'
             when 14 then 'D'
             when 15 then 'P'
-            else case when s.gear & 15 between 1 and 6 then cast(s.gear & 15 as varchar) end
+            else case when s.gear & 15 between 1 and 6 then cast(s.gear & 15 as {{ str_type() }}) end
         end as gear_position,
         (s.gear & 32) <> 0 as has_drive_force,
         (s.gear & 16) <> 0 as has_brake_force,
@@ -94,32 +97,30 @@ renamed as (
         -- the markers are nulled only in the rare frames whose largest code is a marker.
         case
             when s.cell_code_max >= 65534
-                then list_transform(s.cell_voltages, lambda x: case when x >= 65534 then null else x end)  -- noqa: RF02
+                then {{ arr_transform('s.cell_voltages', 'x', 'case when x >= 65534 then null else x end') }}
             else s.cell_voltages
         end as cell_voltages_mv,
-        list_transform(
-            s.probe_temps,
-            lambda x: case when x >= 254 then null else cast(x - 40 as double) end  -- noqa: RF02
-        ) as probe_temps_c,
+        {{ arr_transform('s.probe_temps', 'x', 'case when x >= 254 then null else cast(x - 40 as double) end') }}
+            as probe_temps_c,
 
         -- per-frame summaries of the arrays from the raw codes, markers excluded: a scan of the
         -- codes instead of a decode of every element (markers are the largest codes)
         case
             when s.cell_code_max >= 65534
-                then list_max(list_filter(s.cell_voltages, lambda x: x < 65534))  -- noqa: RF02
+                then {{ arr_max(arr_filter('s.cell_voltages', 'x', 'x < 65534')) }}
             else s.cell_code_max
         end as cell_voltage_max_mv,
         case when s.cell_code_min < 65534 then s.cell_code_min end as cell_voltage_min_mv,
         case
             when s.cell_code_max >= 65534
-                then list_sum(list_filter(s.cell_voltages, lambda x: x < 65534))  -- noqa: RF02
-            else list_sum(s.cell_voltages)
+                then {{ arr_sum(arr_filter('s.cell_voltages', 'x', 'x < 65534')) }}
+            else {{ arr_sum('s.cell_voltages') }}
         end as cell_voltage_sum_mv,
-        len(s.cell_voltages) as cell_count,
+        {{ arr_len('s.cell_voltages') }} as cell_count,
         cast(
             case
                 when s.probe_code_max >= 254
-                    then list_max(list_filter(s.probe_temps, lambda x: x < 254))  -- noqa: RF02
+                    then {{ arr_max(arr_filter('s.probe_temps', 'x', 'x < 254')) }}
                 else s.probe_code_max
             end - 40 as double
         ) as probe_temp_max_c,

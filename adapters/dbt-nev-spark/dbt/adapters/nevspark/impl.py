@@ -8,19 +8,19 @@ from dbt.adapters.base import PythonJobHelper
 from dbt.adapters.spark import SparkAdapter, SparkCredentials
 from dbt.adapters.spark.connections import SparkConnectionManager
 
-from dbt.adapters.nev_spark.python_submissions import SparkConnectPythonJobHelper
+from dbt.adapters.nevspark.python_submissions import SparkConnectPythonJobHelper
 
 DEFAULT_CONNECT_URL = "sc://127.0.0.1:15002"
 
 
 @dataclass
-class NevSparkCredentials(SparkCredentials):
+class NevsparkCredentials(SparkCredentials):
     # where Python models run: a Spark Connect endpoint of the same cluster/metastore
     spark_connect_url: str | None = None
 
     @property
     def type(self) -> str:
-        return "nev_spark"
+        return "nevspark"
 
     def _connection_keys(self) -> tuple[str, ...]:
         return (*super()._connection_keys(), "spark_connect_url")
@@ -29,16 +29,16 @@ class NevSparkCredentials(SparkCredentials):
         return self.spark_connect_url or os.environ.get("NEV_SPARK_CONNECT", DEFAULT_CONNECT_URL)
 
 
-class NevSparkConnectionManager(SparkConnectionManager):
-    TYPE = "nev_spark"
+class NevsparkConnectionManager(SparkConnectionManager):
+    TYPE = "nevspark"
 
 
-class NevSparkAdapter(SparkAdapter):
-    ConnectionManager = NevSparkConnectionManager
+class NevsparkAdapter(SparkAdapter):
+    ConnectionManager = NevsparkConnectionManager
 
     @classmethod
     def type(cls) -> str:
-        return "nev_spark"
+        return "nevspark"
 
     @property
     def default_python_submission_method(self) -> str:

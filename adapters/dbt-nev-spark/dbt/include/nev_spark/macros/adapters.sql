@@ -1,1 +1,0 @@
-{#- nev_spark inherits every dbt-spark macro; nothing is overridden yet. -#}

@@ -1,0 +1,1 @@
+{#- nevspark inherits every dbt-spark macro; nothing is overridden yet. -#}
