@@ -62,3 +62,8 @@
 {% macro arr_len(x) %}{{ return(adapter.dispatch('arr_len', 'nev_battery')(x)) }}{% endmacro %}
 {% macro default__arr_len(x) %}size({{ x }}){% endmacro %}
 {% macro duckdb__arr_len(x) %}len({{ x }}){% endmacro %}
+
+{#- One output row per element (in a select list). -#}
+{% macro unnest_array(x) %}{{ return(adapter.dispatch('unnest_array', 'nev_battery')(x)) }}{% endmacro %}
+{% macro default__unnest_array(x) %}explode({{ x }}){% endmacro %}
+{% macro duckdb__unnest_array(x) %}unnest({{ x }}){% endmacro %}

@@ -83,7 +83,8 @@
 
 {#- Pre-hook of the DWD incremental models: empty the days about to be rebuilt. -#}
 {% macro dwd_delete_rebuilt_days(column) -%}
-    {%- if is_incremental() -%}
+    {#- Spark: no DELETE on parquet tables; the day partitions a run writes are overwritten -#}
+    {%- if is_incremental() and target.type not in ('spark', 'nevspark') -%}
         {#- no batch dates on an incremental run: everything is rebuilt, so everything goes -#}
         delete from {{ this }} where {{ dwd_rebuild_filter(column) }}
     {%- else -%}
@@ -103,7 +104,7 @@
 
 {% macro lifetime_delete_from() -%}
     {%- set start = lifetime_start_date() -%}
-    {%- if is_incremental() -%}
+    {%- if is_incremental() and target.type not in ('spark', 'nevspark') -%}
         delete from {{ this }}{% if start %} where date >= cast('{{ start }}' as date){% endif %}
     {%- else -%}
         select 1

@@ -70,8 +70,8 @@ limited as (
             as is_charging_with_discharge_current,
         -- pack voltage against the sum of its cells, only when every cell is known
         coalesce(
-            not list_contains(s.abnormal_fields, 'cell_voltages')
-            and not list_contains(s.invalid_fields, 'cell_voltages')
+            not {{ arr_contains('s.abnormal_fields', "'cell_voltages'") }}
+            and not {{ arr_contains('s.invalid_fields', "'cell_voltages'") }}
             and s.cell_count > 0
             and abs(s.total_voltage_v - s.cell_voltage_sum_v)
             > greatest({{ var('pack_voltage_tolerance_v', 5) }}, {{ var('pack_voltage_tolerance_ratio', 0.03) }} * s.cell_voltage_sum_v),
@@ -188,44 +188,34 @@ checked as (
     {%- set flags = [
         alias ~ '.is_speed_with_vehicle_off', alias ~ '.is_charging_with_discharge_current',
         alias ~ '.is_pack_voltage_mismatch', alias ~ '.is_odometer_glitch',
-        'len(' ~ alias ~ '.abnormal_fields) > 0', 'len(' ~ alias ~ '.invalid_fields) > 0'
+        arr_len(alias ~ '.abnormal_fields') ~ ' > 0', arr_len(alias ~ '.invalid_fields') ~ ' > 0'
     ] -%}
     {%- for l in null_limits -%}{%- do flags.append(alias ~ '.oor__' ~ l['signal']) -%}{%- endfor -%}
-    case when {{ flags | join(' or ') }} then list_concat(
-        list_transform(
-            {{ alias }}.abnormal_fields,
-            lambda f: {'field_name': f, 'reason_code': 'abnormal_marker', 'action': 'null_field', 'original_value': {{ gbt32960_marker_text('f', 'abnormal') }}, 'corrected_value': cast(null as varchar)}  -- noqa: RF02
+    {%- set no_text = 'cast(null as ' ~ str_type() ~ ')' -%}
+    {%- set rules = [] -%}
+    {%- for l in null_limits -%}
+        {%- do rules.append((alias ~ '.oor__' ~ l['signal'], "'" ~ l['field_name'] ~ "'", 'out_of_range', 'null_field', range_original_text(alias, l), no_text)) -%}
+    {%- endfor -%}
+    {%- do rules.append((alias ~ '.is_speed_with_vehicle_off', "'vehicle_status'", 'speed_with_vehicle_off', 'null_field', 'cast(' ~ alias ~ '.vehicle_status as ' ~ str_type() ~ ')', no_text)) -%}
+    {%- do rules.append((alias ~ '.is_charging_with_discharge_current', "'charge_status'", 'charging_with_discharge_current', 'null_field', 'cast(' ~ alias ~ '.charge_status as ' ~ str_type() ~ ')', no_text)) -%}
+    {%- do rules.append((alias ~ '.is_pack_voltage_mismatch', "'total_voltage'", 'pack_voltage_mismatch', 'null_field', 'cast(' ~ alias ~ '.total_voltage_v as ' ~ str_type() ~ ')', no_text)) -%}
+    {%- do rules.append((alias ~ '.is_odometer_glitch', "'odometer'", 'odometer_glitch', 'correct_field', 'cast(' ~ alias ~ '.odometer_km as ' ~ str_type() ~ ')', 'cast(' ~ alias ~ '.odometer_ref_km as ' ~ str_type() ~ ')')) -%}
+    {%- set rule_items = [] -%}
+    {%- for cond, field, reason, action, original, corrected in rules -%}
+        {%- do rule_items.append('case when ' ~ cond ~ ' then ' ~ dws_issue(field, reason, action, original, corrected) ~ ' end') -%}
+    {%- endfor -%}
+    case when {{ flags | join(' or ') }} then {{ arr_concat(
+        arr_concat(
+            arr_transform(alias ~ '.abnormal_fields', 'f', dws_issue('f', 'abnormal_marker', 'null_field', gbt32960_marker_text('f', 'abnormal'), no_text)),
+            arr_transform(alias ~ '.invalid_fields', 'f', dws_issue('f', 'invalid_marker', 'null_field', gbt32960_marker_text('f', 'invalid'), no_text))
         ),
-        list_transform(
-            {{ alias }}.invalid_fields,
-            lambda f: {'field_name': f, 'reason_code': 'invalid_marker', 'action': 'null_field', 'original_value': {{ gbt32960_marker_text('f', 'invalid') }}, 'corrected_value': cast(null as varchar)}  -- noqa: RF02
-        ),
-        list_filter([
-            {% for l in null_limits -%}
-            case when {{ alias }}.oor__{{ l['signal'] }} then {
-                'field_name': '{{ l["field_name"] }}', 'reason_code': 'out_of_range', 'action': 'null_field',
-                'original_value': {{ range_original_text(alias, l) }}, 'corrected_value': cast(null as varchar)
-            } end,
-            {% endfor -%}
-            case when {{ alias }}.is_speed_with_vehicle_off then {
-                'field_name': 'vehicle_status', 'reason_code': 'speed_with_vehicle_off', 'action': 'null_field',
-                'original_value': cast({{ alias }}.vehicle_status as varchar), 'corrected_value': cast(null as varchar)
-            } end,
-            case when {{ alias }}.is_charging_with_discharge_current then {
-                'field_name': 'charge_status', 'reason_code': 'charging_with_discharge_current', 'action': 'null_field',
-                'original_value': cast({{ alias }}.charge_status as varchar), 'corrected_value': cast(null as varchar)
-            } end,
-            case when {{ alias }}.is_pack_voltage_mismatch then {
-                'field_name': 'total_voltage', 'reason_code': 'pack_voltage_mismatch', 'action': 'null_field',
-                'original_value': cast({{ alias }}.total_voltage_v as varchar), 'corrected_value': cast(null as varchar)
-            } end,
-            case when {{ alias }}.is_odometer_glitch then {
-                'field_name': 'odometer', 'reason_code': 'odometer_glitch', 'action': 'correct_field',
-                'original_value': cast({{ alias }}.odometer_km as varchar),
-                'corrected_value': cast({{ alias }}.odometer_ref_km as varchar)
-            } end
-        ], lambda i: i is not null)  -- noqa: RF02
-    ) end
+        arr_filter(arr_literal(rule_items), 'i', 'i is not null')
+    ) }} end
+{%- endmacro %}
+
+{#- One field issue: (field_name, reason_code, action, original_value, corrected_value). -#}
+{% macro dws_issue(field_expr, reason, action, original, corrected) -%}
+    {{ struct_literal([('field_name', field_expr), ('reason_code', "'" ~ reason ~ "'"), ('action', "'" ~ action ~ "'"), ('original_value', original), ('corrected_value', corrected)]) }}
 {%- endmacro %}
 
 {#- The cleaned value of a decoded scalar column of the cleaning CTE `alias`: null when a seed

@@ -40,7 +40,7 @@
     Null never violates (it is handled as a marker or missing block). -#}
 {% macro range_violation(expr, limit) -%}
     {%- if limit['is_array'] -%}
-        coalesce(list_min({{ expr }}) < {{ limit['min_value'] }} or list_max({{ expr }}) > {{ limit['max_value'] }}, false)
+        coalesce({{ arr_min(expr) }} < {{ limit['min_value'] }} or {{ arr_max(expr) }} > {{ limit['max_value'] }}, false)
     {%- else -%}
         coalesce({{ expr }} < {{ limit['min_value'] }} or {{ expr }} > {{ limit['max_value'] }}, false)
     {%- endif -%}
@@ -51,7 +51,7 @@
     {%- if limit['is_array'] -%}
         case
             when {{ range_violation(expr, limit) }}
-                then list_transform({{ expr }}, lambda x: case when x < {{ limit['min_value'] }} or x > {{ limit['max_value'] }} then null else x end)
+                then {{ arr_transform(expr, 'x', 'case when x < ' ~ limit['min_value'] ~ ' or x > ' ~ limit['max_value'] ~ ' then null else x end') }}
             else {{ expr }}
         end
     {%- else -%}
@@ -83,9 +83,9 @@
 {% macro range_original_text(alias, limit) -%}
     {%- if limit['is_array'] -%}
         {%- set cols = array_summary_columns(limit['field_name']) -%}
-        'min=' || cast({{ alias }}.{{ cols[0] }} as varchar) || ', max=' || cast({{ alias }}.{{ cols[1] }} as varchar)
+        'min=' || cast({{ alias }}.{{ cols[0] }} as {{ str_type() }}) || ', max=' || cast({{ alias }}.{{ cols[1] }} as {{ str_type() }})
     {%- else -%}
-        cast({{ alias }}.{{ limit['column_name'] }} as varchar)
+        cast({{ alias }}.{{ limit['column_name'] }} as {{ str_type() }})
     {%- endif -%}
 {%- endmacro %}
 
@@ -95,7 +95,7 @@
 {% macro array_range_limited(expr, field_name, flag, scale=1) -%}
     {%- set l = get_signal_range_limits('null_field') | selectattr('field_name', 'equalto', field_name) | list -%}
     {%- if l -%}
-        case when {{ flag }} then list_transform({{ expr }}, lambda x: case when x < {{ l[0]['min_value'] * scale }} or x > {{ l[0]['max_value'] * scale }} then null else x end) else {{ expr }} end
+        case when {{ flag }} then {{ arr_transform(expr, 'x', 'case when x < ' ~ (l[0]['min_value'] * scale) ~ ' or x > ' ~ (l[0]['max_value'] * scale) ~ ' then null else x end') }} else {{ expr }} end
     {%- else -%}
         {{ expr }}
     {%- endif -%}

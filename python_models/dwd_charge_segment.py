@@ -21,7 +21,7 @@ CHUNK_FRAMES = 2_000_000
 
 
 def model(dbt, session):
-    dbt.config(materialized="incremental", incremental_strategy="append")
+    # incremental strategy and partitioning per target: dbt_project.yml
     # dbt finds the config keys a Python model reads by parsing literal dbt.config.get("...") calls
     rules = ChargeRules(
         report_period_s=float(dbt.config.get("report_period_s")),
@@ -34,8 +34,22 @@ def model(dbt, session):
     batch = parse_batch_dates(dbt.config.get("batch_dates"))
     window = dwd_window(batch if dbt.is_incremental else [],
                         int(dbt.config.get("dwd_lookback_days")))
-    gap_s = rules.report_period_s * rules.gap_factor
+    if hasattr(session, "createDataFrame"):
+        return _spark(dbt, session, rules, window)
+    return _duckdb(dbt, session, rules, window)
 
+
+def _window_end(last_day):
+    # The data seen so far ends with the latest day landed (not the latest day read: a day-by-day
+    # build must agree with a full one); a segment within one gap of that end may continue and
+    # is not SOH-eligible until the next run rebuilds it.
+    if last_day is None:
+        return None
+    return datetime.combine(last_day + timedelta(days=1), datetime.min.time())
+
+
+def _duckdb(dbt, session, rules, window):
+    gap_s = rules.report_period_s * rules.gap_factor
     # the pre-hook's statement leaves its result pending on this connection: finish it first
     session.complete()
     frames_sql = dbt.ref("dws_realtime_frame").sql_query()
@@ -47,13 +61,9 @@ def model(dbt, session):
         f"where f.charge_status in (1, 2) and {read_predicate(window, gap_s, 'f.collect_date', 'f.collect_time')}"
     )
     (n_frames,) = session.sql(f"select count(*) from ({charging})").fetchall()[0]
-    # The data seen so far ends with the latest day landed (not the latest day read: a day-by-day
-    # build must agree with a full one); a segment within one gap of that end may continue and
-    # is not SOH-eligible until the next run rebuilds it.
     since = "" if window.is_everything else f"where collect_date >= cast('{window.rebuild[0]}' as date)"
     (last_day,) = session.sql(f"select max(collect_date) from ({frames_sql}) {since}").fetchall()[0]
-    window_end = None if last_day is None else datetime.combine(last_day + timedelta(days=1),
-                                                                datetime.min.time())
+    window_end = _window_end(last_day)
     n_chunks = max(1, -(-n_frames // CHUNK_FRAMES))
     parts = []
     for k in range(n_chunks):
@@ -64,10 +74,50 @@ def model(dbt, session):
     seg = pd.concat(parts, ignore_index=True)
     seg.insert(3, "start_date", seg["start_time"].dt.date)
     if not window.is_everything:
-        keep = set(window.rebuild)
-        seg = seg[seg["start_date"].isin(keep)]
+        seg = seg[seg["start_date"].isin(set(window.rebuild))]
     seg = seg.sort_values(["vin", "start_time"], ignore_index=True)
     # a relation on the model's own connection: dbt-duckdb then writes it inside dbt's
     # transaction (a DataFrame is written through another cursor, which a full refresh's rename
     # in the open transaction cannot see)
     return session.from_df(seg)
+
+
+def _spark(dbt, session, rules, window):
+    """Distributed: the frames stay in Spark; each vehicle's charging frames go to one Python
+    worker (groupBy("vin").applyInPandas), which runs the same segment_charges."""
+    from pyspark.sql import functions as F
+
+    gap_s = rules.report_period_s * rules.gap_factor
+    frames = dbt.ref("dws_realtime_frame")
+    vehicles = dbt.ref("dws_vehicle").select("vin", "rated_capacity_ah")
+    charging = (frames.where("charge_status in (1, 2)")
+                .where(read_predicate(window, gap_s))
+                .select(*[c.strip() for c in FRAME_COLUMNS.split(",")])
+                .join(vehicles, "vin"))
+    recent = frames if window.is_everything else frames.where(
+        F.col("collect_date") >= F.lit(window.rebuild[0]))
+    window_end = _window_end(recent.agg(F.max("collect_date")).collect()[0][0])
+
+    def per_vehicle(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values("collect_time", kind="stable", ignore_index=True)
+        return segment_charges(pdf, rules, window_end=window_end)
+
+    seg = charging.groupBy("vin").applyInPandas(per_vehicle, schema=SEGMENT_SCHEMA)
+    seg = seg.withColumn("start_date", F.to_date("start_time"))
+    if not window.is_everything:
+        seg = seg.where(F.col("start_date").isin([d.isoformat() for d in window.rebuild]))
+    return seg.select(*OUTPUT_ORDER)
+
+
+# Spark schema of segment_charges' output (nev_battery.charge.OUTPUT_COLUMNS)
+SEGMENT_SCHEMA = (
+    "vin string, start_time timestamp, end_time timestamp, duration_s double, "
+    "start_soc_pct double, end_soc_pct double, delta_soc_pct double, charged_ah double, "
+    "charged_kwh double, mean_current_a double, max_current_a double, mean_c_rate double, "
+    "max_c_rate double, max_power_kw double, charger_type string, min_temp_c double, "
+    "mean_temp_c double, max_temp_c double, end_cell_spread_mv double, max_cell_spread_mv double, "
+    "start_odometer_km double, frame_count bigint, gap_count bigint, gap_s double, "
+    "start_reason string, end_reason string, is_soh_eligible boolean, ineligible_reason string"
+)
+OUTPUT_ORDER = ["vin", "start_time", "end_time", "start_date"] + [
+    c.split()[0] for c in SEGMENT_SCHEMA.split(", ")[3:]]

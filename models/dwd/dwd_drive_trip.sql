@@ -1,9 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='append',
         pre_hook="{{ dwd_delete_rebuilt_days('start_date') }}",
-        on_schema_change='fail',
+        **day_incremental('start_date', deletes_first=true)
     )
 }}
 

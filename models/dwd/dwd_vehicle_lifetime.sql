@@ -1,9 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='append',
         pre_hook="{{ lifetime_delete_from() }}",
-        on_schema_change='fail',
+        **day_incremental('date', deletes_first=true)
     )
 }}
 

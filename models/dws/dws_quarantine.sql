@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='collect_date',
-        on_schema_change='fail',
-    )
-}}
+{{ config(**day_incremental('collect_date')) }}
 
 with
 
@@ -28,7 +21,7 @@ rejected as (
         'row' as field_name,
         'reject_row' as action,
         reject_value as original_value,
-        cast(null as varchar) as corrected_value
+        cast(null as {{ str_type() }}) as corrected_value
     from checked
     where reject_reason is not null
 ),
@@ -40,7 +33,7 @@ field_issues as (
         vin,
         collect_time,
         collect_date,
-        unnest(issues) as issue
+        {{ unnest_array('issues') }} as issue
     from checked
     where reject_reason is null
 )
@@ -53,9 +46,9 @@ select
     vin,
     collect_time,
     collect_date,
-    struct_extract(issue, 'reason_code') as reason_code,
-    struct_extract(issue, 'field_name') as field_name,
-    struct_extract(issue, 'action') as action,
-    struct_extract(issue, 'original_value') as original_value,
-    struct_extract(issue, 'corrected_value') as corrected_value
+    {{ struct_field('issue', 'reason_code') }} as reason_code,
+    {{ struct_field('issue', 'field_name') }} as field_name,
+    {{ struct_field('issue', 'action') }} as action,
+    {{ struct_field('issue', 'original_value') }} as original_value,
+    {{ struct_field('issue', 'corrected_value') }} as corrected_value
 from field_issues

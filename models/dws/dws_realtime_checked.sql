@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='collect_date',
-        on_schema_change='fail',
-    )
-}}
+{{ config(**day_incremental('collect_date')) }}
 
 {%- set null_limits = get_signal_range_limits('null_field') -%}
 {%- set reject_limits = get_signal_range_limits('reject_row') -%}
@@ -31,11 +24,11 @@ select
         when c.reject_reason in ('malformed_vin', 'unknown_vin') then c.vin
         when c.reject_reason = 'clock_future'
             then
-                'collect_time=' || cast(c.collect_time as varchar)
-                || ' receive_time=' || cast(c.receive_time as varchar)
-        when c.reject_reason = 'before_service' then 'in_service_date=' || cast(c.in_service_date as varchar)
+                'collect_time=' || cast(c.collect_time as {{ str_type() }})
+                || ' receive_time=' || cast(c.receive_time as {{ str_type() }})
+        when c.reject_reason = 'before_service' then 'in_service_date=' || cast(c.in_service_date as {{ str_type() }})
         when c.reject_reason in ('duplicate', 'resend_duplicate')
-            then 'cmd=' || cast(c.cmd as varchar) || ' receive_time=' || cast(c.receive_time as varchar)
+            then 'cmd=' || cast(c.cmd as {{ str_type() }}) || ' receive_time=' || cast(c.receive_time as {{ str_type() }})
         {%- if reject_limits %}
         when c.reject_reason = 'out_of_range' then {{ dws_reject_range_text('c', reject_limits) }}
         {%- endif %}

@@ -20,8 +20,8 @@ select
     probe_temp_max_c,
     issues is not null as is_cleaned,
     coalesce(
-        list_sort(list_distinct(list_transform(issues, lambda i: struct_extract(i, 'field_name')))),  -- noqa: RF02
-        cast([] as varchar[])
+        {{ arr_sorted_set(arr_transform('issues', 'i', struct_field('i', 'field_name'))) }},
+        {{ empty_string_array() }}
     ) as cleaned_fields,
     source_file,
     source_row_number

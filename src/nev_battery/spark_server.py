@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +93,9 @@ class SparkServer:
         if fresh and self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, SPARK_LOCAL_IP=HOST, PYSPARK_PYTHON=os.environ.get(
-            "PYSPARK_PYTHON", shutil.which("python3") or "python3"))
+        # Python workers (applyInPandas) run this interpreter: the project's package is there
+        env = dict(os.environ, SPARK_LOCAL_IP=HOST,
+                   PYSPARK_PYTHON=os.environ.get("PYSPARK_PYTHON", sys.executable))
         env.pop("SPARK_HOME", None)
         with open(self.log_file, "ab") as log:
             p = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
