@@ -12,12 +12,13 @@
 {% macro usage_behavior_score(alias) -%}
     {%- set w = var('behavior_score_weights', {'dc': 0.30, 'c_rate': 0.15, 'high_temp': 0.25, 'deep': 0.10, 'high_soc_rest': 0.20}) -%}
     {%- set full = var('behavior_score_full_share', {'dc': 1.0, 'c_rate': 0.5, 'high_temp': 0.10, 'deep': 0.05, 'high_soc_rest': 0.5}) -%}
+    {#- doubles: a decimal quotient keeps only a few decimals on Spark -#}
     {%- set shares = {
-        'dc': alias ~ '.cum_charged_ah_dc / nullif(' ~ alias ~ '.cum_charged_ah, 0)',
-        'c_rate': alias ~ '.cum_high_c_rate_charged_ah / nullif(' ~ alias ~ '.cum_charged_ah, 0)',
-        'high_temp': alias ~ '.cum_high_temp_hours / nullif(' ~ alias ~ '.cum_online_hours, 0)',
-        'deep': alias ~ '.cum_deep_discharge_hours / nullif(' ~ alias ~ '.cum_online_hours, 0)',
-        'high_soc_rest': alias ~ '.cum_high_soc_rest_hours / nullif(' ~ alias ~ '.cum_elapsed_hours, 0)',
+        'dc': 'cast(' ~ alias ~ '.cum_charged_ah_dc as double) / nullif(cast(' ~ alias ~ '.cum_charged_ah as double), 0)',
+        'c_rate': 'cast(' ~ alias ~ '.cum_high_c_rate_charged_ah as double) / nullif(cast(' ~ alias ~ '.cum_charged_ah as double), 0)',
+        'high_temp': 'cast(' ~ alias ~ '.cum_high_temp_hours as double) / nullif(cast(' ~ alias ~ '.cum_online_hours as double), 0)',
+        'deep': 'cast(' ~ alias ~ '.cum_deep_discharge_hours as double) / nullif(cast(' ~ alias ~ '.cum_online_hours as double), 0)',
+        'high_soc_rest': 'cast(' ~ alias ~ '.cum_high_soc_rest_hours as double) / nullif(cast(' ~ alias ~ '.cum_elapsed_hours as double), 0)',
     } -%}
     cast(100 * (
         {%- for k in ['dc', 'c_rate', 'high_temp', 'deep', 'high_soc_rest'] %}

@@ -42,24 +42,26 @@ frames as (
     where {{ dwd_rebuild_filter('f.collect_date') }}
 ),
 
-weighted as (
+stepped as (
+    -- the step to the next frame of the day (windows stay inside the day: days are independent)
     select
         f.*,
-        -- the time a frame stands for: up to the next frame of the same run, one report period
-        -- for the last frame of a run (windows stay inside the day: days are independent)
-        coalesce(
-            case
-                when lead(f.t_s) over w - f.t_s <= {{ gap_s }} then lead(f.t_s) over w - f.t_s
-            end,
-            {{ period }}
-        ) as w_s,
-        f.charge_status in (1, 2) as is_charging,
-        -- a rest inside the day (a step longer than the segment gap) and the SOC it starts at
-        case when lead(f.t_s) over w - f.t_s > {{ gap_s }} then lead(f.t_s) over w - f.t_s end as rest_after_s,
-        coalesce(f.vehicle_status = 1, f.speed_kmh > 0) and coalesce(f.charge_status not in (1, 2), true)
-            as is_driving
+        lead(f.t_s) over (partition by f.vin, f.date order by f.collect_time) - f.t_s as step_s
     from frames as f
-    window w as (partition by f.vin, f.date order by f.collect_time)
+),
+
+weighted as (
+    select
+        st.*,
+        -- the time a frame stands for: up to the next frame of the same run, one report period
+        -- for the last frame of a run
+        coalesce(case when st.step_s <= {{ gap_s }} then st.step_s end, {{ period }}) as w_s,
+        st.charge_status in (1, 2) as is_charging,
+        -- a rest inside the day (a step longer than the segment gap) and the SOC it starts at
+        case when st.step_s > {{ gap_s }} then st.step_s end as rest_after_s,
+        coalesce(st.vehicle_status = 1, st.speed_kmh > 0) and coalesce(st.charge_status not in (1, 2), true)
+            as is_driving
+    from stepped as st
 ),
 
 frame_day as (
