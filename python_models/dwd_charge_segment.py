@@ -1,8 +1,9 @@
 """DWD charge segments: the platform's get_charge(start_soc, end_soc), one row per segment.
 
 Thin: selects the charging frames of the incremental window (narrow scalar columns only, never
-the cell arrays), streams them vehicle-chunk by vehicle-chunk in (vin, collect_time) order and
-calls the pure vectorized nev_battery.charge.segment_charges. Window rules as in
+the cell arrays) and calls the pure vectorized nev_battery.charge.segment_charges: on DuckDB
+vehicle-chunk by vehicle-chunk in (vin, collect_time) order, on Spark distributed per vehicle
+with groupBy("vin").applyInPandas (through the nevspark adapter's Spark Connect). Window rules as in
 macros/dwd_window.sql (nev_battery.dwd_window): a segment belongs to the day it starts and is
 rebuilt whole when it runs past midnight.
 """

@@ -6,6 +6,8 @@
    files in the same run: all columns (the arrays dominate) and scalar columns only.
 3. Charge segmentation on every cleaned frame of that day: the vectorized implementation against
    a per-vehicle pandas ``groupby().apply`` baseline of the same rules, with identical output.
+4. The whole build on Spark (local, 2 cores) and on DuckDB for the same fleets, side by side, for
+   growing fleet sizes.
 
 Results are printed and written to ``bench/results/latest.md``.
 """
@@ -151,6 +153,38 @@ def run(vehicles: int, days: int, workdir: Path) -> str:
     return "\n".join(lines)
 
 
+def run_spark(sizes: list[int], workdir: Path) -> str:
+    """The same fleets built on DuckDB and on Spark (local, 2 cores), side by side, for growing
+    fleet sizes: every layer, models and seeds, full refresh."""
+    from .spark_server import SparkServer
+
+    lines = ["", "## Spark (local[2], Thrift + Spark Connect) against DuckDB, same fleet", "",
+             "| fleet (1 day) | frames | DuckDB s | Spark s | Spark / DuckDB |",
+             "|---|---:|---:|---:|---:|"]
+    srv = SparkServer(workdir / "spark")
+    srv.start()
+    try:
+        for n in sizes:
+            wd = workdir / f"spark-{n}"
+            if wd.exists():
+                shutil.rmtree(wd)
+            sim = simulate(SimConfig(vehicles=n, days=1, seed=7), wd / "landing", wd / "truth")
+            os.environ.update(NEV_LANDING_ROOT=str(wd / "landing"),
+                              NEV_DUCKDB_PATH=str(wd / "bench.duckdb"),
+                              DBT_TARGET_PATH=str(wd / "target"), DBT_LOG_PATH=str(wd / "logs"))
+            skip = ["--exclude-resource-type", "test"]
+            duck = build(full_refresh=True, extra_args=skip)
+            os.environ["DBT_TARGET_PATH"] = str(wd / "target-spark")
+            spark = build(full_refresh=True, extra_args=skip, target="spark")
+            if not (duck.ok and spark.ok):
+                raise SystemExit("build failed:\n" + "\n".join(duck.failures + spark.failures))
+            lines.append(f"| {n:,} vehicles | {sim.frames:,} | {duck.seconds:.1f} | "
+                         f"{spark.seconds:.1f} | {spark.seconds / duck.seconds:.1f} |")
+    finally:
+        srv.stop()
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nev_battery.bench")
     # 7,200 vehicles: about 10.2 M frames on a simulated day (the design point is 9.5 M; the
@@ -158,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vehicles", type=int, default=7_200)
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--workdir", default=str(PROJECT_DIR / "bench" / "work"))
+    p.add_argument("--spark-sizes", default="25,100,400",
+                   help="fleet sizes built on both DuckDB and Spark ('' to skip)")
     args = p.parse_args(argv)
     report = run(args.vehicles, args.days, Path(args.workdir))
+    if args.spark_sizes:
+        sizes = [int(x) for x in args.spark_sizes.split(",")]
+        report += "\n" + run_spark(sizes, Path(args.workdir))
     print(report)
     out = PROJECT_DIR / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,10 @@ class SparkConnectPythonJobHelper(PythonJobHelper):
     def submit(self, compiled_code: str) -> Any:
         from pyspark.sql import SparkSession
 
+        # A new server-side session per model: a session caches table metadata (file listings),
+        # and the upstream tables were just rewritten through the Thrift connection.
         try:
-            spark = SparkSession.builder.remote(self.url).getOrCreate()
+            spark = SparkSession.builder.remote(self.url).create()
         except Exception as e:  # noqa: BLE001 - any client error is a connection problem here
             raise DbtRuntimeError(f"cannot reach Spark Connect at {self.url}: {e}") from e
         namespace: dict[str, Any] = {"spark": spark, "__name__": f"dbt_model_{self.identifier}"}
@@ -36,4 +38,6 @@ class SparkConnectPythonJobHelper(PythonJobHelper):
         except Exception as e:  # noqa: BLE001 - reported to dbt with the model's traceback
             raise DbtRuntimeError(f"Python model {self.identifier} failed on Spark Connect:\n"
                                   f"{''.join(traceback.format_exception(e))}") from e
+        finally:
+            spark.stop()
         return None
