@@ -26,9 +26,12 @@ select
             then
                 'collect_time=' || cast(c.collect_time as {{ str_type() }})
                 || ' receive_time=' || cast(c.receive_time as {{ str_type() }})
-        when c.reject_reason = 'before_service' then 'in_service_date=' || cast(c.in_service_date as {{ str_type() }})
+        when c.reject_reason = 'before_service'
+            then 'in_service_date=' || cast(c.in_service_date as {{ str_type() }})
         when c.reject_reason in ('duplicate', 'resend_duplicate')
-            then 'cmd=' || cast(c.cmd as {{ str_type() }}) || ' receive_time=' || cast(c.receive_time as {{ str_type() }})
+            then
+                'cmd=' || cast(c.cmd as {{ str_type() }})
+                || ' receive_time=' || cast(c.receive_time as {{ str_type() }})
         {%- if reject_limits %}
         when c.reject_reason = 'out_of_range' then {{ dws_reject_range_text('c', reject_limits) }}
         {%- endif %}

@@ -23,7 +23,7 @@ dws as (
 rejected as (
     select
         collect_date,
-        count(distinct source_file || '#' || cast(source_row_number as varchar)) as rejected_rows
+        count(distinct source_file || '#' || cast(source_row_number as {{ str_type() }})) as rejected_rows
     from {{ ref('dws_quarantine') }}
     where action = 'reject_row'
     group by collect_date
