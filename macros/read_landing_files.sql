@@ -85,17 +85,7 @@
             union_by_name = true
         )
     {%- else -%}
-        select
-            {% for name, type in columns -%}
-            cast(null as {{ type }}) as {{ name }},
-            {% endfor -%}
-            {% if partitioned -%}
-            cast(null as date) as collect_date,
-            {% endif -%}
-            cast(null as varchar) as source_file,
-            cast(null as bigint) as source_row_number,
-            cast(null as bigint) as row_key
-        where 1 = 0
+        {{ empty_landing_select(table_name) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -151,18 +141,25 @@
         ) as fi (file_path, file_index)
             on substr(landing._file_path, instr(landing._file_path, '/{{ table_name }}/') + 1) = fi.file_path
     {%- else -%}
-        select
-            {% for name, type in columns -%}
-            cast(null as {{ spark_type(type) }}) as {{ name }},
-            {% endfor -%}
-            {% if partitioned -%}
-            cast(null as date) as collect_date,
-            {% endif -%}
-            cast(null as string) as source_file,
-            cast(null as bigint) as source_row_number,
-            cast(null as bigint) as row_key
-        where 1 = 0
+        {{ empty_landing_select(table_name) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- No valid file: an empty relation with the same typed columns (contract types in the target's
+    spelling). -#}
+{% macro empty_landing_select(table_name) -%}
+    {%- set spark = target.type in ('spark', 'nevspark') -%}
+    select
+        {% for name, type in landing_contract_columns(table_name) -%}
+        cast(null as {{ spark_type(type) if spark else type }}) as {{ name }},
+        {% endfor -%}
+        {% if table_name == 'gbt32960_realtime' -%}
+        cast(null as date) as collect_date,
+        {% endif -%}
+        cast(null as {{ str_type() }}) as source_file,
+        cast(null as bigint) as source_row_number,
+        cast(null as bigint) as row_key
+    where 1 = 0
 {%- endmacro %}
 
 {#- {directory: [files]} of all audited landing files of a table (valid or not). -#}
