@@ -24,14 +24,14 @@ run: $(STAMP)
 
 # the whole test suite (what CI runs)
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests python_models adapters
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m nev_battery.bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests python_models adapters
 	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
 
 clean:

@@ -10,7 +10,6 @@ and `spark_connect_url`.
 """
 
 from dbt.adapters.base import AdapterPlugin
-
 from dbt.adapters.nevspark.impl import (
     NevsparkAdapter,
     NevsparkConnectionManager,  # noqa: F401

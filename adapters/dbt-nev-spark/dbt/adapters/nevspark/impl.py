@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from dbt.adapters.base import PythonJobHelper
+from dbt.adapters.nevspark.python_submissions import SparkConnectPythonJobHelper
 from dbt.adapters.spark import SparkAdapter, SparkCredentials
 from dbt.adapters.spark.connections import SparkConnectionManager
-
-from dbt.adapters.nevspark.python_submissions import SparkConnectPythonJobHelper
 
 DEFAULT_CONNECT_URL = "sc://127.0.0.1:15002"
 
@@ -47,6 +45,3 @@ class NevsparkAdapter(SparkAdapter):
     @property
     def python_submission_helpers(self) -> dict[str, type[PythonJobHelper]]:
         return {**super().python_submission_helpers, "spark_connect": SparkConnectPythonJobHelper}
-
-    def submit_python_job(self, parsed_model: dict, compiled_code: str) -> Any:
-        return super().submit_python_job(parsed_model, compiled_code)
