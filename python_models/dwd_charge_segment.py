@@ -118,6 +118,7 @@ SEGMENT_SCHEMA = (
     "max_c_rate double, max_power_kw double, charger_type string, min_temp_c double, "
     "mean_temp_c double, max_temp_c double, end_cell_spread_mv double, max_cell_spread_mv double, "
     "start_odometer_km double, frame_count bigint, gap_count bigint, gap_s double, "
+    "charging_s double, "
     "start_reason string, end_reason string, is_soh_eligible boolean, ineligible_reason string"
 )
 OUTPUT_ORDER = ["vin", "start_time", "end_time", "start_date"] + [

@@ -39,7 +39,8 @@ OUTPUT_COLUMNS = (
     "delta_soc_pct", "charged_ah", "charged_kwh", "mean_current_a", "max_current_a",
     "mean_c_rate", "max_c_rate", "max_power_kw", "charger_type", "min_temp_c", "mean_temp_c",
     "max_temp_c", "end_cell_spread_mv", "max_cell_spread_mv", "start_odometer_km",
-    "frame_count", "gap_count", "gap_s", "start_reason", "end_reason", "is_soh_eligible",
+    "frame_count", "gap_count", "gap_s", "charging_s", "start_reason", "end_reason",
+    "is_soh_eligible",
     "ineligible_reason",
 )
 _INT_COLUMNS = ("frame_count", "gap_count")
@@ -316,6 +317,9 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
         "frame_count": ends - starts + 1,
         "gap_count": gap_count,
         "gap_s": gap_s,
+        # the time the charge integrals cover (long steps count one report period): what a
+        # current-sensor offset is multiplied by
+        "charging_s": np.add.reduceat(np.where(pair, step, 0.0), starts),
         "start_reason": names[start_reason],
         "end_reason": names[end_reason],
         "is_soh_eligible": failed < 0,

@@ -120,6 +120,7 @@ def _segment_row(s: pd.DataFrame, start_reason: str, rules: ChargeRules) -> dict
         "frame_count": len(s),
         "gap_count": len(long_steps),
         "gap_s": long_steps.sum(),
+        "charging_s": step.iloc[1:].sum(),
         "start_reason": start_reason,
     }
     row["delta_soc_pct"] = row["end_soc_pct"] - row["start_soc_pct"]

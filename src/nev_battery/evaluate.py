@@ -195,10 +195,9 @@ def evaluate_charges(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Charg
                t.start_time as true_start, t.end_time as true_end,
                s.start_soc_pct, s.end_soc_pct, t.start_soc, t.end_soc,
                s.charged_ah, t.charged_ah as true_ah,
-               -- |I_true| = |I_reported| + offset while charging; the trapezoid integrated
-               -- duration_s less the long steps, which count one report period each
-               s.charged_ah + coalesce(o.current_offset_a, 0)
-                   * (s.duration_s - s.gap_s + s.gap_count * 10) / 3600 as charged_ah_cal,
+               -- |I_true| = |I_reported| + offset while charging
+               s.charged_ah + coalesce(o.current_offset_a, 0) * s.charging_s / 3600
+                   as charged_ah_cal,
                epoch(least(s.end_time, t.end_time)) - epoch(greatest(s.start_time, t.start_time))
                    as overlap_s
         from dwd.dwd_charge_segment s

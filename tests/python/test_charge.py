@@ -111,6 +111,7 @@ def test_basic_session_ac_and_dc():
     assert s.start_time == T0 and s.end_time == T0 + pd.Timedelta(seconds=990)
     assert s.duration_s == 990.0 and s.frame_count == 100 and s.gap_count == 0
     assert s.charged_ah == pytest.approx(20 * 990 / 3600)  # 5.5 Ah
+    assert s.charging_s == 990.0
     assert s.charged_kwh == pytest.approx(8.0 * 990 / 3600)
     assert (s.start_soc_pct, s.end_soc_pct, s.delta_soc_pct) == (20.0, 69.0, 49.0)
     assert s.mean_current_a == 20.0 and s.max_current_a == 20.0
@@ -148,6 +149,7 @@ def test_status_flicker_is_merged_and_integrates_one_period():
     assert s.frame_count == 28 and s.gap_count == 1 and s.gap_s == 30.0
     # 9 + 17 regular steps plus a single period across the 30 s hole
     assert s.charged_ah == pytest.approx(20 * 270 / 3600)
+    assert s.charging_s == 270.0  # the time the integral covers, for the offset correction
 
 
 def test_moved_between_plugins_splits_but_driving_charging_does_not():
