@@ -12,11 +12,17 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from nev_battery.charge import ChargeRules, segment_charges
+from nev_battery.charge import (
+    INPUT_COLUMNS,
+    OUTPUT_COLUMNS,
+    ChargeRules,
+    segment_charges,
+    spark_schema,
+)
 from nev_battery.dwd_window import dwd_window, parse_batch_dates, read_predicate
 
-FRAME_COLUMNS = ("vin, collect_time, charge_status, soc_pct, total_current_a, total_voltage_v, "
-                 "max_temp_c, min_temp_c, odometer_km, cell_voltage_max_v, cell_voltage_min_v")
+# the frame columns segment_charges reads; rated_capacity_ah comes from dws_vehicle
+FRAME_COLUMNS = [c for c in INPUT_COLUMNS if c != "rated_capacity_ah"]
 # frames per chunk: bounds the pandas working set whatever the fleet size
 CHUNK_FRAMES = 2_000_000
 
@@ -50,16 +56,15 @@ def _window_end(last_day):
 
 
 def _duckdb(dbt, session, rules, window):
-    gap_s = rules.report_period_s * rules.gap_factor
     # the pre-hook's statement leaves its result pending on this connection: finish it first
     session.complete()
     frames_sql = dbt.ref("dws_realtime_frame").sql_query()
     vehicles_sql = dbt.ref("dws_vehicle").sql_query()
     charging = (
-        f"select {', '.join('f.' + c.strip() for c in FRAME_COLUMNS.split(','))}, "
+        f"select {', '.join('f.' + c for c in FRAME_COLUMNS)}, "
         f"v.rated_capacity_ah from ({frames_sql}) as f "
         f"inner join ({vehicles_sql}) as v on f.vin = v.vin "
-        f"where f.charge_status in (1, 2) and {read_predicate(window, gap_s, 'f.collect_date', 'f.collect_time')}"
+        f"where f.charge_status in (1, 2) and {read_predicate(window, rules.gap_s, 'f.collect_date', 'f.collect_time')}"
     )
     (n_frames,) = session.sql(f"select count(*) from ({charging})").fetchall()[0]
     since = "" if window.is_everything else f"where collect_date >= cast('{window.rebuild[0]}' as date)"
@@ -88,12 +93,11 @@ def _spark(dbt, session, rules, window):
     worker (groupBy("vin").applyInPandas), which runs the same segment_charges."""
     from pyspark.sql import functions as F
 
-    gap_s = rules.report_period_s * rules.gap_factor
     frames = dbt.ref("dws_realtime_frame")
     vehicles = dbt.ref("dws_vehicle").select("vin", "rated_capacity_ah")
     charging = (frames.where("charge_status in (1, 2)")
-                .where(read_predicate(window, gap_s))
-                .select(*[c.strip() for c in FRAME_COLUMNS.split(",")])
+                .where(read_predicate(window, rules.gap_s))
+                .select(*FRAME_COLUMNS)
                 .join(vehicles, "vin"))
     recent = frames if window.is_everything else frames.where(
         F.col("collect_date") >= F.lit(window.rebuild[0]))
@@ -103,23 +107,12 @@ def _spark(dbt, session, rules, window):
         pdf = pdf.sort_values("collect_time", kind="stable", ignore_index=True)
         return segment_charges(pdf, rules, window_end=window_end)
 
-    seg = charging.groupBy("vin").applyInPandas(per_vehicle, schema=SEGMENT_SCHEMA)
+    seg = charging.groupBy("vin").applyInPandas(per_vehicle, schema=spark_schema())
     seg = seg.withColumn("start_date", F.to_date("start_time"))
     if not window.is_everything:
         seg = seg.where(F.col("start_date").isin([d.isoformat() for d in window.rebuild]))
     return seg.select(*OUTPUT_ORDER)
 
 
-# Spark schema of segment_charges' output (nev_battery.charge.OUTPUT_COLUMNS)
-SEGMENT_SCHEMA = (
-    "vin string, start_time timestamp, end_time timestamp, duration_s double, "
-    "start_soc_pct double, end_soc_pct double, delta_soc_pct double, charged_ah double, "
-    "charged_kwh double, mean_current_a double, max_current_a double, mean_c_rate double, "
-    "max_c_rate double, max_power_kw double, charger_type string, min_temp_c double, "
-    "mean_temp_c double, max_temp_c double, end_cell_spread_mv double, max_cell_spread_mv double, "
-    "start_odometer_km double, frame_count bigint, gap_count bigint, gap_s double, "
-    "charging_s double, "
-    "start_reason string, end_reason string, is_soh_eligible boolean, ineligible_reason string"
-)
-OUTPUT_ORDER = ["vin", "start_time", "end_time", "start_date"] + [
-    c.split()[0] for c in SEGMENT_SCHEMA.split(", ")[3:]]
+# segment_charges' columns with start_date after the times, as the DuckDB path writes them
+OUTPUT_ORDER = [*OUTPUT_COLUMNS[:3], "start_date", *OUTPUT_COLUMNS[3:]]

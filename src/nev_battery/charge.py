@@ -51,6 +51,22 @@ _FLOAT_COLUMNS = tuple(
 )
 
 
+def spark_schema() -> str:
+    """The output columns as a Spark DDL schema (for groupBy().applyInPandas)."""
+    def sql_type(c: str) -> str:
+        if c in ("start_time", "end_time"):
+            return "timestamp"
+        if c == "is_soh_eligible":
+            return "boolean"
+        if c in _INT_COLUMNS:
+            return "bigint"
+        if c in ("vin", *_STR_COLUMNS):
+            return "string"
+        return "double"
+
+    return ", ".join(f"{c} {sql_type(c)}" for c in OUTPUT_COLUMNS)
+
+
 @dataclass(frozen=True)
 class ChargeRules:
     """Thresholds of the segmentation and of the SOH-eligibility screen."""
