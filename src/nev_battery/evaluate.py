@@ -214,12 +214,9 @@ def evaluate_charges(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Charg
         select * from best where rk = 1
     """).df()
     n_true = con.execute("select count(*) from _sessions").fetchall()[0][0]
-    n_seg, n_matched = con.execute("""
-        select (select count(*) from dwd.dwd_charge_segment),
-               (select count(distinct (vin, start_time)) from _pairs p where exists (
-                   select 1 from (select sid, arg_max(start_time, overlap_s) as st from _pairs
-                                  group by sid) b where b.st = p.start_time and b.sid = p.sid))
-    """).fetchall()[0]
+    (n_seg,) = con.execute("select count(*) from dwd.dwd_charge_segment").fetchall()[0]
+    # segments that are some true session's match (the best pairs above)
+    n_matched = len(m[["vin", "start_time"]].drop_duplicates())
     err = ((m.charged_ah - m.true_ah).abs() / m.true_ah.where(m.true_ah > 0)).dropna()
     cal = ((m.charged_ah_cal - m.true_ah).abs() / m.true_ah.where(m.true_ah > 0)).dropna()
     return ChargeReport(
