@@ -54,3 +54,21 @@
 {% macro exact_sum(expr, scale=6) -%}
     cast(sum(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
 {%- endmacro %}
+
+{#- Exact percentile with linear interpolation between the two nearest values (p in 0..1). -#}
+{% macro percentile_cont(expr, p) -%}
+    {{ return(adapter.dispatch('percentile_cont', 'nev_battery')(expr, p)) }}
+{%- endmacro %}
+
+{% macro default__percentile_cont(expr, p) -%}
+    percentile({{ expr }}, {{ p }})
+{%- endmacro %}
+
+{% macro duckdb__percentile_cont(expr, p) -%}
+    quantile_cont({{ expr }}, {{ p }})
+{%- endmacro %}
+
+{#- First day of the week (Monday) or month of a date, as a date. -#}
+{% macro period_start(period, d) -%}
+    cast(date_trunc('{{ period }}', {{ d }}) as date)
+{%- endmacro %}

@@ -29,6 +29,8 @@ CHUNK_FRAMES = 2_000_000
 
 def model(dbt, session):
     # incremental strategy and partitioning per target: dbt_project.yml
+    # (a Python model is a table unless its own code says otherwise: dbt_project.yml cannot)
+    dbt.config(materialized="incremental")
     # dbt finds the config keys a Python model reads by parsing literal dbt.config.get("...") calls
     rules = ChargeRules(
         report_period_s=float(dbt.config.get("report_period_s")),

@@ -100,6 +100,13 @@ frame_day as (
             as high_temp_hours,
         sum(case when w.soc_pct <= {{ var('behavior_deep_discharge_soc', 10) }} then w.w_s else 0 end) / 3600
             as deep_discharge_hours,
+        -- temperature exposure: hours with both probe extremes known and their degC-hours
+        sum(case when w.max_temp_c is not null and w.min_temp_c is not null then w.w_s else 0 end) / 3600
+            as temp_known_hours,
+        sum(
+            case when w.max_temp_c is not null and w.min_temp_c is not null
+                then w.w_s * (w.max_temp_c + w.min_temp_c) / 2 else 0 end
+        ) / 3600 as temp_c_hours,
         sum(case when w.soc_pct >= {{ var('behavior_high_soc_rest_pct', 90) }} then w.rest_after_s else 0 end) / 3600
             as high_soc_rest_hours_in_day,
         -- current-sensor zero drift: frames with the charger idle after "charge complete" carry
@@ -204,6 +211,8 @@ select
     {%- endfor %}
     d.high_temp_hours,
     d.deep_discharge_hours,
+    d.temp_known_hours,
+    d.temp_c_hours,
     d.high_soc_rest_hours_in_day,
     d.zero_current_frames,
     d.zero_current_sum_a,

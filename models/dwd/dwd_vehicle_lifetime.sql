@@ -19,6 +19,8 @@
     ('online_hours', 'online_hours'),
     ('high_temp_hours', 'high_temp_hours'),
     ('deep_discharge_hours', 'deep_discharge_hours'),
+    ('temp_known_hours', 'temp_known_hours'),
+    ('temp_c_hours', 'temp_c_hours'),
     ('high_soc_rest_hours', 'high_soc_rest_hours'),
     ('elapsed_hours', 'elapsed_hours'),
 ] -%}
@@ -146,6 +148,9 @@ final as (
         cast(c.cum_charged_ah + c.cum_drive_ah_out + c.cum_drive_ah_regen as double)
         / (2 * v.rated_capacity_ah) as equivalent_full_cycles,
         {{ usage_behavior_score('c') }} as usage_behavior_score,
+        -- mean pack temperature over the reported time (an Arrhenius exposure for SOH)
+        cast(c.cum_temp_c_hours as double) / nullif(cast(c.cum_temp_known_hours as double), 0)
+            as lifetime_mean_temp_c,
         c.last_frame_time,
         c.last_soc_pct
     from cumulative as c

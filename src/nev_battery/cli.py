@@ -48,12 +48,17 @@ def _skip(args: argparse.Namespace) -> list[str]:
     return ["--exclude-resource-type", "test"] if args.skip_tests else []
 
 
+def _vars(args: argparse.Namespace) -> dict:
+    return {"soh_retrain": True} if args.retrain_soh else {}
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from .warehouse import build
 
     dates = args.dates.split(",") if args.dates else None
     return _report_build(build(dates, full_refresh=args.full_refresh, select=args.select,
-                               target=args.target, extra_args=_skip(args)))
+                               target=args.target, extra_vars=_vars(args),
+                               extra_args=_skip(args)))
 
 
 def _cmd_daily(args: argparse.Namespace) -> int:
@@ -63,7 +68,7 @@ def _cmd_daily(args: argparse.Namespace) -> int:
     batch = daily_batch(d, args.lookback_days)
     print(f"daily run for {d}: rebuilding {', '.join(batch)}")
     return _report_build(build(batch, select=args.select, target=args.target,
-                               extra_args=_skip(args)))
+                               extra_vars=_vars(args), extra_args=_skip(args)))
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -71,7 +76,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
     batch = backfill_batch(date.fromisoformat(args.start), date.fromisoformat(args.end))
     return _report_build(build(batch, select=args.select, target=args.target,
-                               extra_args=_skip(args)))
+                               extra_vars=_vars(args), extra_args=_skip(args)))
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -101,6 +106,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             ok = rep.passes()
             print(f"targets (found >= 99 %, spurious <= 1 %, SOC exact, Ah): "
                   f"{'met' if ok else 'NOT met'}")
+            return 0 if ok or not args.enforce else 1
+        if args.what == "soh":
+            from .evaluate import evaluate_soh
+
+            rep = evaluate_soh(con, args.truth)
+            print(rep.format())
+            ok = rep.passes()
+            print(f"targets (RMSE <= 1.0 pp, max <= 3 pp, >= 95 % within 2 pp, 90 % interval "
+                  f"covering 85-95 %, beats both baselines): {'met' if ok else 'NOT met'}")
             return 0 if ok or not args.enforce else 1
     return 2
 
@@ -172,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--select", default=None)
         b.add_argument("--target", default=None)
         b.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
+        b.add_argument("--retrain-soh", action="store_true",
+                       help="train a new SOH model version (default: only when none exists)")
         if name == "build":
             b.add_argument("--dates", default=None, help="comma-separated YYYY-MM-DD")
             b.add_argument("--full-refresh", action="store_true")
@@ -194,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
-    s.add_argument("what", choices=["cleaning", "charges"])
+    s.add_argument("what", choices=["cleaning", "charges", "soh"])
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
     s.set_defaults(func=_cmd_evaluate)

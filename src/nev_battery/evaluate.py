@@ -231,3 +231,89 @@ def evaluate_charges(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Charg
         ah_total_rel_err=float(m.charged_ah.sum() / m.true_ah.sum() - 1) if len(m) else 0.0,
         ah_cal_rel_err=cal.reset_index(drop=True),
     )
+
+
+@dataclass
+class SohReport:
+    """SOH against the simulator's true SOH on held-out vehicles (never used for training)."""
+
+    model_version: str
+    holdout_vehicles: int
+    vehicle_days: int  # held-out vehicle-days with a true SOH and an estimate
+    true_vehicle_days: int  # held-out vehicle-days of the truth from each vehicle's first estimate
+    table: pd.DataFrame  # method x scope: n, rmse, mae, max, within_2pp
+    coverage90: float
+
+    def row(self, method: str, scope: str) -> pd.Series:
+        t = self.table
+        return t[(t.method == method) & (t.scope == scope)].iloc[0]
+
+    def passes(self, rmse: float = 1.0, max_err: float = 3.0, within: float = 0.95,
+               coverage: tuple[float, float] = (0.85, 0.95)) -> bool:
+        m = self.row("model", "all days")
+        beat = all(self.row("model", s).rmse < self.row(b, s).rmse
+                   for b, s in (("raw observation", "days with an observation"),
+                                ("rolling median", "days after the first observation")))
+        return (m.rmse <= rmse and m.max_abs <= max_err and m.within_2pp >= within
+                and coverage[0] <= self.coverage90 <= coverage[1] and beat)
+
+    def format(self) -> str:
+        lines = [(f"model {self.model_version}; {self.holdout_vehicles} held-out vehicles, "
+                 f"{self.vehicle_days:,} vehicle-days estimated of {self.true_vehicle_days:,}"),
+                 (f"{'method':<16} {'scope':<34} {'n':>7} {'RMSE pp':>8} {'MAE pp':>7} "
+                 f"{'max pp':>7} {'<=2 pp':>7}")]
+        for r in self.table.itertuples():
+            lines.append(f"{r.method:<16} {r.scope:<34} {r.n:>7,} {r.rmse:>8.3f} {r.mae:>7.3f} "
+                         f"{r.max_abs:>7.2f} {r.within_2pp:>7.2%}")
+        lines.append(f"90 % interval covers the true SOH on {self.coverage90:.2%} of vehicle-days")
+        return "\n".join(lines)
+
+
+def _errors(err: pd.Series) -> dict:
+    e = err.dropna().abs()
+    if e.empty:
+        return {"n": 0, "rmse": float("nan"), "mae": float("nan"), "max_abs": float("nan"),
+                "within_2pp": float("nan")}
+    return {"n": int(e.size), "rmse": float((e**2).mean() ** 0.5), "mae": float(e.mean()),
+            "max_abs": float(e.max()), "within_2pp": float((e <= 2.0).mean())}
+
+
+def evaluate_soh(con: duckdb.DuckDBPyConnection, truth: Path | str) -> SohReport:
+    """ads_vehicle_soh against vehicle_daily.parquet's true_soh_pct, on the vehicles the model's
+    hold-out rule kept out of training, side by side with the two baselines on the same days:
+    the day's raw capacity observation and the rolling median of the latest observations."""
+    from .soh import is_holdout
+
+    path = Path(truth) / "vehicle_daily.parquet"
+    version, share = con.execute("""
+        select model_version, holdout_share from dwd.dwd_soh_model
+        where model_version = (select max(model_version) from ads.ads_vehicle_soh)
+    """).fetchall()[0]
+    est = con.execute("select * from ads.ads_vehicle_soh where model_version = ?",
+                      [version]).df()
+    tr = pd.read_parquet(path, columns=["vin", "date", "true_soh_pct"])
+    tr["date"] = pd.to_datetime(tr["date"]).dt.date
+    est["date"] = pd.to_datetime(est["as_of_date"]).dt.date
+    hold = set(est.loc[is_holdout(est["vin"], share), "vin"])
+    first = est[est.vin.isin(hold)].groupby("vin")["date"].min().rename("first")
+    tr = tr[tr.vin.isin(hold)].join(first, on="vin")
+    tr = tr[tr["date"] >= tr["first"]]
+    m = tr.merge(est, on=["vin", "date"], how="inner")
+    err = m.soh_pct - m.true_soh_pct
+    has_obs = m.raw_observation_pct.notna()
+    after = m.rolling_median_observation_pct.notna()
+    rows = []
+    for method, scope, e in (
+        ("model", "all days", err),
+        ("model", "days with an observation", err[has_obs]),
+        ("raw observation", "days with an observation",
+         (m.raw_observation_pct - m.true_soh_pct)[has_obs]),
+        ("model", "days after the first observation", err[after]),
+        ("rolling median", "days after the first observation",
+         (m.rolling_median_observation_pct - m.true_soh_pct)[after]),
+    ):
+        rows.append({"method": method, "scope": scope, **_errors(e)})
+    inside = (m.true_soh_pct >= m.soh_lower_pct) & (m.true_soh_pct <= m.soh_upper_pct)
+    return SohReport(model_version=version, holdout_vehicles=len(hold), vehicle_days=len(m),
+                     true_vehicle_days=len(tr), table=pd.DataFrame(rows),
+                     coverage90=float(inside.mean()) if len(m) else float("nan"))

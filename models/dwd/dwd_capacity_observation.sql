@@ -1,0 +1,142 @@
+-- Capacity observations (SOH labels), one row per SOH-eligible charge segment:
+-- C = offset-calibrated |I| dt / (delta SOC / 100), SOH_obs = C / rated capacity.
+-- A table rebuilt on every run (one narrow row per segment, small next to the frames) so that
+-- every observation uses the current-sensor offset as known today: the offset estimate sharpens
+-- as charge-complete frames accumulate. Observations failing a capacity screen are kept with
+-- capacity_reject_reason; the temperature correction is learnt from the data by the SOH model
+-- (dwd_soh_model) rather than assumed, and applied there.
+
+{%- set t_min = var('soh_temp_min_c') -%}
+{%- set t_max = var('soh_temp_max_c') %}
+
+with
+
+calibration as (
+    -- BMS SOC is a coulomb count recalibrated at a full charge: its error grows with the charge
+    -- throughput since the vehicle's last full charge (all segments, eligible or not)
+    select
+        q.vin,
+        q.start_time,
+        q.cum_ah - q.charged_ah - max(case when q.end_soc_pct >= 100 then q.cum_ah end) over (
+            partition by q.vin order by q.start_time rows between unbounded preceding and 1 preceding
+        ) as ah_since_full_charge
+    from (
+        select
+            s.vin,
+            s.start_time,
+            s.end_soc_pct,
+            s.charged_ah,
+            sum(s.charged_ah) over (
+                partition by s.vin order by s.start_time rows between unbounded preceding and current row
+            ) as cum_ah
+        from {{ ref('dwd_charge_segment') }} as s
+    ) as q
+),
+
+segments as (
+    select
+        s.vin,
+        s.start_time,
+        s.start_date,
+        s.end_time,
+        s.duration_s,
+        s.charger_type,
+        s.start_soc_pct,
+        s.end_soc_pct,
+        s.delta_soc_pct,
+        s.charged_ah,
+        s.charging_s,
+        s.mean_c_rate,
+        s.max_c_rate,
+        s.min_temp_c,
+        s.mean_temp_c,
+        s.max_temp_c,
+        s.start_odometer_km,
+        cb.ah_since_full_charge
+    from {{ ref('dwd_charge_segment') }} as s
+    inner join calibration as cb on s.vin = cb.vin and s.start_time = cb.start_time
+    where s.is_soh_eligible
+),
+
+calibrated as (
+    select
+        sg.*,
+        v.rated_capacity_ah,
+        v.chemistry,
+        v.vehicle_model,
+        o.current_offset_a,
+        -- the Hall sensor reads I + offset; charging current is negative, so |I| read is short
+        -- by the offset for every second the charge integral covers
+        sg.charged_ah + coalesce(o.current_offset_a, 0) * sg.charging_s / 3600 as charged_ah_calibrated
+    from segments as sg
+    inner join {{ ref('dws_vehicle') }} as v on sg.vin = v.vin
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on sg.vin = o.vin
+),
+
+observed as (
+    select
+        c.*,
+        c.charged_ah_calibrated / (c.delta_soc_pct / 100) as capacity_ah,
+        100 * c.charged_ah_calibrated / (c.delta_soc_pct / 100) / c.rated_capacity_ah as soh_obs_pct
+    from calibrated as c
+)
+
+select
+    o.vin,
+    o.start_time,
+    o.start_date,
+    o.end_time,
+    o.duration_s,
+    o.vehicle_model,
+    o.chemistry,
+    o.charger_type,
+    o.start_soc_pct,
+    o.end_soc_pct,
+    o.delta_soc_pct,
+    o.end_soc_pct >= 100 as is_full_charge,
+    o.charged_ah,
+    o.current_offset_a,
+    o.current_offset_a is not null as is_offset_calibrated,
+    o.charged_ah_calibrated,
+    o.rated_capacity_ah,
+    o.capacity_ah,
+    o.soh_obs_pct,
+    o.mean_c_rate,
+    o.max_c_rate,
+    o.min_temp_c,
+    o.mean_temp_c,
+    o.max_temp_c,
+    o.start_odometer_km,
+    -- charge + discharge throughput since the last full charge in equivalent full cycles
+    -- (discharge ~ charge between charges); null until a full charge is seen
+    o.ah_since_full_charge / o.rated_capacity_ah as efc_since_full_charge,
+    -- operating conditions, the bands ads_soh_by_condition reports by
+    case
+        when o.mean_temp_c < 0 then 'below_0C'
+        when o.mean_temp_c < 10 then '0_10C'
+        when o.mean_temp_c < 20 then '10_20C'
+        when o.mean_temp_c < 30 then '20_30C'
+        when o.mean_temp_c < 40 then '30_40C'
+        else 'above_40C'
+    end as temperature_band,
+    case
+        when o.mean_c_rate < 0.2 then 'below_0.2C'
+        when o.mean_c_rate < 0.5 then '0.2_0.5C'
+        when o.mean_c_rate < 1.0 then '0.5_1C'
+        else 'above_1C'
+    end as c_rate_band,
+    case
+        when extract(month from o.start_date) in (12, 1, 2) then 'winter'
+        when extract(month from o.start_date) in (3, 4, 5) then 'spring'
+        when extract(month from o.start_date) in (6, 7, 8) then 'summer'
+        else 'autumn'
+    end as season,
+    case
+        when o.min_temp_c is null or o.max_temp_c is null then 'temperature_unknown'
+        when o.min_temp_c < {{ t_min }} or o.max_temp_c > {{ t_max }} then 'temperature_out_of_band'
+        when o.mean_c_rate < {{ var('soh_min_c_rate') }} then 'current_too_low'
+        when o.max_c_rate > {{ var('soh_max_c_rate') }} then 'current_too_high'
+        when o.soh_obs_pct < {{ var('soh_obs_min_pct') }} or o.soh_obs_pct > {{ var('soh_obs_max_pct') }}
+            then 'capacity_implausible'
+    end as capacity_reject_reason
+from observed as o

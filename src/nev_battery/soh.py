@@ -1,0 +1,557 @@
+"""Battery state of health: a population ageing model plus each vehicle's own capacity history.
+
+Field capacity labels (``dwd_capacity_observation``: offset-calibrated Ah over the BMS's ΔSOC)
+are noisy: 1 % SOC steps, BMS SOC drift, sensor error. The SOH of a vehicle on a day is therefore
+estimated in two parts, both learnt from the observations alone (the warehouse never sees a true
+SOH):
+
+1. ``f(x)``, a scikit-learn ``HistGradientBoostingRegressor`` over ageing features of the
+   vehicle-day (days in service, odometer, equivalent full cycles, usage-behaviour score,
+   chemistry and model, temperature exposure, fast-charge share, ...), monotone decreasing in
+   age, mileage and cycles: what a battery of that history typically has left.
+2. the vehicle's offset from ``f``: an empirical-Bayes (random-effect) mean of its residuals
+   ``y_i - f(x_i)``, weighted by each observation's precision and by recency (exponential
+   forgetting with half-life ``H``, which lets the level follow a vehicle that fades faster or
+   slower than its peers), shrunk towards 0 with prior variance ``tau^2``. Equivalent to a Kalman
+   filter on a random-walk level and computed for all vehicles at once with cumulative sums.
+
+A condition correction ``g`` (temperature band, charger, C-rate, ΔSOC, full charge) is fitted on
+within-vehicle residuals and removed from every observation first: the temperature correction
+of the capacity label is learnt from the fleet's data instead of assumed.
+
+The 90 % interval is ``f + b ± 1.645·sqrt(c·var_b)``: ``var_b`` is the posterior variance of the
+offset, ``sigma_i^2`` the observation noise (a + b/ΔSOC², fitted on within-vehicle scatter), and
+``c`` is calibrated so that 90 % of held-out vehicles' next observations fall inside
+``± 1.645·sqrt(c·var_b + sigma_i^2)``. Vehicles are split into training and hold-out by a hash of
+the VIN; cross-validation inside the training vehicles is grouped by vehicle (GroupKFold).
+Everything is vectorized over whole frames: no loop over vehicles or observations.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import pickle
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+Z90 = 1.6448536269514722
+
+# vehicle-day features of f (dwd_vehicle_soh_feature), and their monotone constraint
+FEATURES = (
+    ("chemistry", 0),
+    ("vehicle_model", 0),
+    ("days_in_service", -1),
+    ("odometer_km", -1),
+    ("km_per_day", 0),
+    ("equivalent_full_cycles", -1),
+    ("usage_behavior_score", 0),
+    ("lifetime_mean_temp_c", 0),
+    ("fast_charge_share", 0),
+    ("high_c_rate_share", 0),
+    ("high_temp_share", 0),
+    ("deep_discharge_share", 0),
+    ("high_soc_rest_share", 0),
+)
+CATEGORICAL = ("chemistry", "vehicle_model")
+FEATURE_COLUMNS = tuple(c for c, _ in FEATURES)
+# observation columns (dwd_capacity_observation) the model reads
+OBSERVATION_COLUMNS = (
+    "vin", "start_time", "start_date", "chemistry", "charger_type", "delta_soc_pct",
+    "is_full_charge", "efc_since_full_charge", "mean_temp_c", "mean_c_rate", "soh_obs_pct",
+    "capacity_reject_reason",
+)
+# what the application writes per vehicle-day (dwd_vehicle_soh)
+OUTPUT_COLUMNS = (
+    "vin", "date", "soh_pct", "soh_lower_pct", "soh_upper_pct", "capacity_ah",
+    "population_soh_pct", "vehicle_offset_pp", "offset_sd_pp", "observation_count",
+    "last_observation_date", "raw_observation_pct", "rolling_median_observation_pct",
+    "model_version",
+)
+
+
+@dataclass
+class SohSettings:
+    """Settings from dbt vars (dbt_project.yml, soh_*)."""
+
+    holdout_share: float = 0.3  # vehicles never used for training (hash of the VIN)
+    min_training_vehicles: int = 10
+    min_training_observations: int = 200
+    half_lives_days: tuple = (30.0, 60.0, 120.0, 240.0, 480.0)  # candidates, chosen by CV
+    cv_folds: int = 5
+    rolling_median_n: int = 5  # observations in the rolling-median baseline
+    outlier_z: float = 4.0  # observations further than this many sigmas from the level are not used
+    seed: int = 0
+
+
+@dataclass
+class SohModel:
+    version: str
+    population: object  # fitted HistGradientBoostingRegressor
+    categories: dict  # categorical feature -> list of known levels
+    correction_coef: np.ndarray  # coefficients over condition_matrix()
+    noise: tuple  # (a, b, c) of sigma_i^2 = a + b / ΔSOC² (+ c: full charge, drift unknown)
+    tau2: float  # prior variance of a vehicle's level offset, pp^2
+    gain_var: float  # prior variance of its BMS SOC gain error, (% SOC per EFC)^2
+    half_life_days: float
+    var_scale: float  # c, calibrated on held-out next observations
+    metrics: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------
+# serialisation (the model travels as one base64 string column of dwd_soh_model)
+# ------------------------------------------------------------------------------------------
+
+
+def dumps(model: SohModel) -> str:
+    return base64.b64encode(pickle.dumps(model, protocol=5)).decode("ascii")
+
+
+def loads(blob: str) -> SohModel:
+    return pickle.loads(base64.b64decode(blob.encode("ascii")))
+
+
+def is_holdout(vins: pd.Series | np.ndarray, share: float) -> np.ndarray:
+    """Stable split: a VIN is held out when its SHA-1 falls in the first `share` of the range."""
+    u, inv = np.unique(np.asarray(vins, dtype=object), return_inverse=True)
+    h = np.array([int(hashlib.sha1(str(v).encode()).hexdigest()[:8], 16) for v in u]) / 2**32
+    return (h < share)[inv]
+
+
+# ------------------------------------------------------------------------------------------
+# pieces
+# ------------------------------------------------------------------------------------------
+
+
+def _encode(features: pd.DataFrame, categories: dict) -> pd.DataFrame:
+    x = pd.DataFrame(index=features.index)
+    for c in FEATURE_COLUMNS:
+        if c in CATEGORICAL:
+            x[c] = pd.Categorical(features[c].astype("str"), categories=categories[c]).codes
+            x[c] = x[c].astype("float64").where(x[c] >= 0)
+        else:
+            x[c] = pd.to_numeric(features[c], errors="coerce").astype("float64")
+    return x
+
+
+def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
+    """Condition covariates of a capacity label: temperature below / above 25 degC (piecewise
+    linear), DC charger, mean C-rate, 1/ΔSOC and a full charge. Centred so that g = 0 at
+    25 degC, AC, 0.3 C, ΔSOC 50, not full."""
+    t = pd.to_numeric(obs["mean_temp_c"], errors="coerce").fillna(25.0).to_numpy(float)
+    return np.column_stack([
+        np.minimum(t - 25.0, 0.0),
+        np.maximum(t - 25.0, 0.0),
+        (obs["charger_type"].astype("str") == "DC").to_numpy(float),
+        pd.to_numeric(obs["mean_c_rate"], errors="coerce").fillna(0.3).to_numpy(float) - 0.3,
+        50.0 / obs["delta_soc_pct"].to_numpy(float) - 1.0,
+        obs["is_full_charge"].astype("bool").to_numpy(float),
+    ])
+
+
+def _noise_var(noise: tuple, delta_soc: np.ndarray, drift_unknown: np.ndarray) -> np.ndarray:
+    """sigma_i^2 = a + b / ΔSOC² (+ c for a full charge whose SOC drift is unknown)."""
+    a, b, c = noise
+    return a + b / np.square(np.asarray(delta_soc, float)) + c * np.asarray(drift_unknown, float)
+
+
+def _day_number(d: pd.Series) -> np.ndarray:
+    return (pd.to_datetime(d).to_numpy().astype("datetime64[D]").astype(np.int64)).astype(float)
+
+
+def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How a BMS SOC-counter gain error g (% SOC per equivalent full cycle) moves a label, per
+    unit of g: a partial charge's ΔSOC is counted by the biased counter itself
+    (u = -SOH/200); a full charge ends recalibrated at 100 % but starts from a SOC that has
+    drifted by g x EFC since the last full charge (u = +SOH x EFC / ΔSOC). Returns (u, unknown):
+    unknown marks full charges with no full charge before them (drift not known, u = 0)."""
+    full = obs["is_full_charge"].astype("bool").to_numpy()
+    efc = pd.to_numeric(obs["efc_since_full_charge"], errors="coerce").to_numpy(float)
+    dsoc = obs["delta_soc_pct"].to_numpy(float)
+    unknown = full & ~np.isfinite(efc)
+    u = np.where(full, soh_ref * np.nan_to_num(efc) / dsoc, -soh_ref / 200.0)
+    return np.where(unknown, 0.0, u), unknown
+
+
+def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w: np.ndarray,
+                 u: np.ndarray, q_vin: np.ndarray, q_day: np.ndarray, half_life: float,
+                 tau2: float, gain_var: float, strict: bool = False) -> dict:
+    """Posterior of each query vehicle's state (level offset b, SOC gain error g) from that
+    vehicle's observations up to the query day (strict: before it), with the model
+    r_i = b + g·u_i + noise_i, priors b ~ N(0, tau2), g ~ N(0, gain_var), and exponential
+    forgetting (half-life in days) of old observations. obs_* sorted by (vin, day).
+
+    Vectorized with per-vehicle cumulative sums of the weighted sufficient statistics."""
+    lam = np.log(2.0) / half_life
+    n_q = len(q_day)
+    oc, qc = _codes(obs_vin, q_vin)
+    stats = np.zeros((n_q, 6))  # Σw, Σwu, Σwu², Σwr, Σwur, n
+    if oc.size:
+        starts = np.r_[0, np.flatnonzero(np.diff(oc)) + 1]
+        first = np.zeros(oc.max() + 1)
+        first[oc[starts]] = obs_day[starts]
+        # the time origin of each vehicle is its first observation: exp() stays finite
+        e = w * np.exp(lam * (obs_day - first[oc]))
+        cols = np.column_stack([e, e * u, e * u * u, e * resid, e * u * resid, np.ones_like(e)])
+        cum = np.cumsum(cols, axis=0)
+        before = np.vstack([np.zeros((1, 6)), cum])[starts]  # sums before each vehicle's first
+        cum -= np.repeat(before, np.diff(np.r_[starts, oc.size]), axis=0)
+        # last observation at or before (strictly before) each query, of the same vehicle
+        key_o = oc.astype(float) * 1e7 + obs_day
+        key_q = qc.astype(float) * 1e7 + q_day
+        pos = np.searchsorted(key_o, key_q, side="left" if strict else "right") - 1
+        p = np.clip(pos, 0, None)
+        ok = (qc >= 0) & (pos >= 0) & (oc[p] == qc)
+        decay = np.exp(-lam * (q_day - first[np.clip(qc, 0, None)]))
+        stats = np.where(ok[:, None], cum[p] * np.c_[np.repeat(decay[:, None], 5, axis=1),
+                                                     np.ones(n_q)], 0.0)
+    p00 = 1.0 / tau2 + stats[:, 0]
+    p01 = stats[:, 1]
+    p11 = 1.0 / gain_var + stats[:, 2]
+    det = p00 * p11 - p01 * p01
+    b = (p11 * stats[:, 3] - p01 * stats[:, 4]) / det
+    g = (p00 * stats[:, 4] - p01 * stats[:, 3]) / det
+    return {"b": b, "g": g, "var_b": p11 / det, "var_g": p00 / det, "cov_bg": -p01 / det,
+            "n": stats[:, 5]}
+
+
+# ------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------
+
+
+def _fit_population(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, seed: int):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    mono = [m for _, m in FEATURES]
+    cat = [c in CATEGORICAL for c in FEATURE_COLUMNS]
+    est = HistGradientBoostingRegressor(
+        loss="squared_error", learning_rate=0.05, max_iter=300, max_leaf_nodes=15,
+        min_samples_leaf=40, l2_regularization=1.0, monotonic_cst=mono,
+        categorical_features=cat, random_state=seed)
+    est.fit(x, y, sample_weight=w)
+    return est
+
+
+def _codes(obs_vin: np.ndarray, q_vin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of the observations' VINs (sorted order) and of the queries' (-1: none)."""
+    u = np.unique(np.asarray(obs_vin, dtype=object))
+    oc = np.searchsorted(u, np.asarray(obs_vin, dtype=object)).astype(np.int64)
+    qv = np.asarray(q_vin, dtype=object)
+    if not u.size:
+        return oc, np.full(len(qv), -1, np.int64)
+    qc = np.searchsorted(u, qv)
+    found = (qc < u.size) & (u[np.clip(qc, 0, u.size - 1)] == qv)
+    return oc, np.where(found, qc, -1).astype(np.int64)
+
+
+def _valid_observations(obs: pd.DataFrame) -> pd.DataFrame:
+    ok = obs["capacity_reject_reason"].isna() & obs["soh_obs_pct"].notna()
+    out = obs.loc[ok].copy()
+    out["day"] = _day_number(out["start_date"])
+    return out.sort_values(["vin", "day", "start_time"], kind="stable", ignore_index=True)
+
+
+def _rolling_median(obs: pd.DataFrame, n: int) -> np.ndarray:
+    return (obs.groupby("vin", sort=False)["soh_obs_pct"]
+            .rolling(n, min_periods=1).median().to_numpy())
+
+
+def _per_vehicle_fit(vin: np.ndarray, u: np.ndarray, r: np.ndarray, w: np.ndarray,
+                     ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Weighted least squares r = b_v + g_v·u per vehicle (all its observations, no prior).
+    Returns (fitted r, b_v per obs, g_v per obs, per-vehicle table with b, g, their sampling
+    variances and n)."""
+    df = pd.DataFrame({"vin": vin, "w": w, "wu": w * u, "wuu": w * u * u, "wr": w * r,
+                       "wur": w * u * r, "n": 1.0})
+    g = df.groupby("vin", sort=False).sum()
+    p00, p01, p11 = g["w"] + ridge, g["wu"], g["wuu"] + ridge
+    det = p00 * p11 - p01 * p01
+    per = pd.DataFrame({"b": (p11 * g["wr"] - p01 * g["wur"]) / det,
+                        "g": (p00 * g["wur"] - p01 * g["wr"]) / det,
+                        "var_b": p11 / det, "var_g": p00 / det, "n": g["n"]})
+    bb = per["b"].reindex(vin).to_numpy()
+    gg = per["g"].reindex(vin).to_numpy()
+    return bb + gg * u, bb, gg, per
+
+
+def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray,
+               dof: np.ndarray) -> tuple[float, float, float]:
+    """sigma^2 = a + b / ΔSOC² (+ c when a full charge's drift is unknown), least squares on
+    squared residuals of the per-vehicle fits (scaled by n / (n - 2) for the two fitted
+    parameters)."""
+    r2 = np.square(e) * dof
+    r2 = np.minimum(r2, np.quantile(r2, 0.99)) if r2.size else r2  # one wild label
+    k = ~unknown
+    if k.sum() >= 3:
+        A = np.column_stack([np.ones(k.sum()), 1.0 / np.square(dsoc[k])])
+        (a, b), *_ = np.linalg.lstsq(A, r2[k], rcond=None)
+    else:
+        a, b = float(np.mean(r2)) if r2.size else 1.0, 0.0
+    b = max(float(b), 0.0)
+    a = max(float(a), 0.01)
+    c = 0.0
+    if unknown.any():
+        c = max(float(np.mean(r2[unknown] - a - b / np.square(dsoc[unknown]))), 0.0)
+    return a, b, c
+
+
+def _moment_var(est: pd.Series, sampling_var: pd.Series, floor: float) -> float:
+    """Between-vehicle variance of an estimate net of its mean sampling variance."""
+    ok = np.isfinite(est) & np.isfinite(sampling_var)
+    if ok.sum() < 3:
+        return floor
+    return float(max(np.var(est[ok]) - np.mean(sampling_var[ok]), floor))
+
+
+def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> SohModel | None:
+    """Train on the training vehicles' valid observations. ``obs``: capacity observations with
+    the vehicle-day features of their start_date (OBSERVATION_COLUMNS + FEATURE_COLUMNS).
+    Returns None when there are too few observations or vehicles to train on."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold
+
+    o = _valid_observations(obs)
+    hold = is_holdout(o["vin"], settings.holdout_share)
+    tr = o.loc[~hold].reset_index(drop=True)
+    n_veh = tr["vin"].nunique()
+    if n_veh < settings.min_training_vehicles or len(tr) < settings.min_training_observations:
+        return None
+    categories = {c: sorted(o[c].astype("str").unique().tolist()) for c in CATEGORICAL}
+    x = _encode(tr, categories)
+    y = tr["soh_obs_pct"].to_numpy(float)
+    vin = tr["vin"].to_numpy(object)
+    dsoc = tr["delta_soc_pct"].to_numpy(float)
+    day = tr["day"].to_numpy(float)
+    w0 = np.square(dsoc / 50.0)  # first pass: precision ~ ΔSOC² (SOC quantisation)
+
+    # pass 1: population model; per-vehicle level + SOC-gain fits; condition correction and
+    # noise model on what the vehicle's own state does not explain
+    f1 = _fit_population(x, y, w0, settings.seed)
+    ref = f1.predict(x)
+    u, unknown = drift_design(tr, ref)
+    cond = condition_matrix(tr)
+    fit1, *_ = _per_vehicle_fit(vin, u, y - ref, w0)
+    within = y - ref - fit1
+    ridge = Ridge(alpha=1.0, fit_intercept=False).fit(cond, within, sample_weight=w0)
+    coef = ridge.coef_.astype(float)
+    y_c = y - cond @ coef
+    fit2, _, _, per = _per_vehicle_fit(vin, u, y_c - ref, w0)
+    n_v = per["n"].reindex(vin).to_numpy()
+    dof = np.where(n_v > 2, n_v / np.maximum(n_v - 2, 1), np.nan)
+    e2 = y_c - ref - fit2
+    okn = np.isfinite(dof)
+    noise = _fit_noise(e2[okn], dsoc[okn], unknown[okn], dof[okn])
+    s2 = _noise_var(noise, dsoc, unknown)
+    w = 1.0 / s2
+    keep = ~(np.isfinite(dof) & (np.abs(e2) * np.sqrt(np.nan_to_num(dof, nan=1.0))
+                                 > settings.outlier_z * np.sqrt(s2)))
+
+    # grouped cross-validation by vehicle: out-of-fold population predictions
+    folds = min(settings.cv_folds, n_veh)
+    oof = np.full(len(tr), np.nan)
+    for k, (a, b) in enumerate(GroupKFold(n_splits=folds).split(x, y_c, groups=vin)):
+        ka = a[keep[a]]
+        est = _fit_population(x.iloc[ka], y_c[ka], w[ka], settings.seed + k)
+        oof[b] = est.predict(x.iloc[b])
+    r_oof = y_c - oof
+    u_oof, _ = drift_design(tr, oof)
+    # priors of the vehicle state: between-vehicle spread of the per-vehicle fits
+    _, _, _, per = _per_vehicle_fit(vin[keep], u_oof[keep], r_oof[keep], w[keep])
+    tau2 = _moment_var(per["b"], per["var_b"], 0.05)
+    gain_var = _moment_var(per["g"], per["var_g"], 0.01)
+
+    # half-life, and the interval scale: one-step-ahead prediction of each next observation
+    # of vehicles the fold's population model never saw
+    best = None
+    for h in settings.half_lives_days:
+        post = posterior_at(vin[keep], day[keep], r_oof[keep], w[keep], u_oof[keep], vin, day,
+                            h, tau2, gain_var, strict=True)
+        e = (r_oof - post["b"] - post["g"] * u_oof)[keep]
+        score = float(np.mean(np.square(e)))
+        if best is None or score < best[0]:
+            best = (score, h, post, e)
+    _, half_life, post, e = best
+    var_state = (post["var_b"] + u_oof**2 * post["var_g"] + 2 * u_oof * post["cov_bg"])[keep]
+    var_scale = _calibrate_scale(e, var_state, s2[keep])
+    inside = np.abs(e) <= Z90 * np.sqrt(var_scale * var_state + s2[keep])
+
+    population = _fit_population(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed)
+    metrics = {
+        "training_vehicles": int(n_veh),
+        "holdout_vehicles": int(o.loc[hold, "vin"].nunique()),
+        "training_observations": len(tr),
+        "observations_used": int(keep.sum()),
+        "cv_folds": int(folds),
+        "cv_population_rmse_pp": float(np.sqrt(np.mean(np.square(r_oof[keep])))),
+        "cv_next_observation_rmse_pp": float(np.sqrt(np.mean(np.square(e)))),
+        "cv_next_observation_coverage90": float(np.mean(inside)),
+        "noise_sd_at_dsoc50_pp": float(np.sqrt(noise[0] + noise[1] / 2500.0)),
+        "vehicle_offset_sd_pp": float(np.sqrt(tau2)),
+        "soc_gain_sd_pct_per_efc": float(np.sqrt(gain_var)),
+        "half_life_days": float(half_life),
+        "interval_var_scale": float(var_scale),
+        "temp_coef_below_25c_pp_per_c": float(coef[0]),
+        "temp_coef_above_25c_pp_per_c": float(coef[1]),
+        "dc_charger_pp": float(coef[2]),
+        "trained_through": trained_through,
+        "holdout_share": float(settings.holdout_share),
+    }
+    model = SohModel(version="", population=population, categories=categories,
+                     correction_coef=coef, noise=noise, tau2=tau2, gain_var=gain_var,
+                     half_life_days=float(half_life), var_scale=float(var_scale),
+                     metrics=metrics)
+    digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life,
+                                        var_scale), protocol=5)).hexdigest()[:8]
+    model.version = f"soh-hgb-{trained_through}-{digest}"
+    return model
+
+
+def _calibrate_scale(e: np.ndarray, var_state: np.ndarray, s2: np.ndarray) -> float:
+    """Smallest c (on a grid) with 90 % of next observations inside
+    ±Z90·sqrt(c·var_state + s2)."""
+    for c in np.concatenate([np.linspace(0.25, 4, 16), np.linspace(4.5, 25, 42)]):
+        if np.mean(np.abs(e) <= Z90 * np.sqrt(c * var_state + s2)) >= 0.90:
+            return float(c)
+    return 25.0
+
+
+# ------------------------------------------------------------------------------------------
+# application
+# ------------------------------------------------------------------------------------------
+
+
+def attach_features(obs: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """Observations with the vehicle-day features of their start_date (what the warehouse does
+    with a join)."""
+    return obs.merge(features.rename(columns={"date": "start_date"})[
+        ["vin", "start_date", *FEATURE_COLUMNS]], on=["vin", "start_date"], how="inner",
+        suffixes=("", "_f"))
+
+
+def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
+          settings: SohSettings | None = None) -> pd.DataFrame:
+    """SOH of every vehicle-day in ``features`` from the vehicle's observations up to that day.
+    ``obs``: the capacity observations of those vehicles with their own day's features
+    (attach_features); any dates, only those up to each day are used."""
+    settings = settings or SohSettings()
+    f = features.reset_index(drop=True)
+    o = _valid_observations(obs)
+    pop = model.population.predict(_encode(f, model.categories)) if len(f) else np.zeros(0)
+    q_day = _day_number(f["date"]) if len(f) else np.zeros(0)
+    q_vin = f["vin"].to_numpy(object)
+
+    if len(o):
+        y_c = o["soh_obs_pct"].to_numpy(float) - condition_matrix(o) @ model.correction_coef
+        ref = model.population.predict(_encode(o, model.categories))
+        r = y_c - ref
+        u, unknown = drift_design(o, ref)
+        s2 = _noise_var(model.noise, o["delta_soc_pct"].to_numpy(float), unknown)
+        ovin = o["vin"].to_numpy(object)
+        oday = o["day"].to_numpy(float)
+        args = (model.half_life_days, model.tau2, model.gain_var)
+        # outliers: far from what the vehicle's earlier observations predict for this one
+        pre = posterior_at(ovin, oday, r, 1.0 / s2, u, ovin, oday, *args, strict=True)
+        var_pred = model.var_scale * (pre["var_b"] + u**2 * pre["var_g"]
+                                      + 2 * u * pre["cov_bg"]) + s2
+        use = np.abs(r - pre["b"] - pre["g"] * u) <= settings.outlier_z * np.sqrt(var_pred)
+        post = posterior_at(ovin[use], oday[use], r[use], 1.0 / s2[use], u[use], q_vin, q_day,
+                            *args)
+        mean, var, n = post["b"], post["var_b"], post["n"]
+        o["rolling"] = _rolling_median(o, settings.rolling_median_n)
+        last = (o.groupby(["vin", "start_date"], sort=False)
+                .agg(raw=("soh_obs_pct", "mean"), rolling=("rolling", "last")).reset_index())
+        last["day"] = _day_number(last["start_date"])
+        last = last.sort_values(["vin", "day"], ignore_index=True)
+        lvin, lq = _codes(last["vin"].to_numpy(object), q_vin)
+        key_o = lvin.astype(float) * 1e7 + last["day"].to_numpy(float)
+        pos = np.searchsorted(key_o, lq.astype(float) * 1e7 + q_day, side="right") - 1
+        p = np.clip(pos, 0, None)
+        okp = (lq >= 0) & (pos >= 0) & (lvin[p] == lq)
+        last_date = np.where(okp, last["start_date"].to_numpy()[p], None)
+        same_day = okp & (last["day"].to_numpy(float)[p] == q_day)
+        raw = np.where(same_day, last["raw"].to_numpy(float)[p], np.nan)
+        rolling = np.where(okp, last["rolling"].to_numpy(float)[p], np.nan)
+    else:
+        mean = np.zeros(len(f))
+        var = np.full(len(f), model.tau2)
+        n = np.zeros(len(f))
+        last_date = np.full(len(f), None)
+        raw = rolling = np.full(len(f), np.nan)
+
+    soh = pop + mean
+    half = Z90 * np.sqrt(model.var_scale * var)
+    out = pd.DataFrame({
+        "vin": f["vin"],
+        "date": pd.to_datetime(f["date"]).dt.date,
+        "soh_pct": np.clip(soh, 0.0, 110.0),
+        "soh_lower_pct": np.clip(soh - half, 0.0, 110.0),
+        "soh_upper_pct": np.clip(soh + half, 0.0, 110.0),
+        "capacity_ah": soh / 100.0 * f["rated_capacity_ah"].to_numpy(float),
+        "population_soh_pct": pop,
+        "vehicle_offset_pp": mean,
+        "offset_sd_pp": np.sqrt(var),
+        "observation_count": n.astype("int64"),
+        "last_observation_date": pd.to_datetime(pd.Series(last_date, dtype="object")).dt.date,
+        "raw_observation_pct": raw,
+        "rolling_median_observation_pct": rolling,
+        "model_version": model.version,
+    })
+    return out[list(OUTPUT_COLUMNS)]
+
+
+def settings_dict(s: SohSettings) -> dict:
+    return asdict(s)
+
+
+def model_frame(model: SohModel | None) -> pd.DataFrame:
+    """The registry row of dwd_soh_model (empty when nothing was trained)."""
+    cols = ["model_version", "trained_through", "artifact", *sorted(METRIC_KEYS)]
+    if model is None:
+        return pd.DataFrame({c: pd.Series(dtype="str" if c in ("model_version", "trained_through",
+                                                                "artifact") else "float64")
+                             for c in cols})
+    row = {"model_version": model.version, "trained_through": model.metrics["trained_through"],
+           "artifact": dumps(model)}
+    row.update({k: float(model.metrics[k]) for k in METRIC_KEYS})
+    return pd.DataFrame([row])[cols]
+
+
+METRIC_KEYS = (
+    "holdout_share", "training_vehicles", "holdout_vehicles", "training_observations", "observations_used",
+    "cv_folds", "cv_population_rmse_pp", "cv_next_observation_rmse_pp",
+    "cv_next_observation_coverage90", "noise_sd_at_dsoc50_pp", "vehicle_offset_sd_pp",
+    "soc_gain_sd_pct_per_efc",
+    "half_life_days", "interval_var_scale", "temp_coef_below_25c_pp_per_c",
+    "temp_coef_above_25c_pp_per_c", "dc_charger_pp",
+)
+
+
+def spark_registry_schema() -> str:
+    return ", ".join(
+        ["model_version string", "trained_through string", "artifact string"]
+        + [f"{k} double" for k in sorted(METRIC_KEYS)])
+
+
+_OUTPUT_TYPES = {
+    "vin": ("str", "string"), "date": ("object", "date"), "soh_pct": ("float64", "double"),
+    "soh_lower_pct": ("float64", "double"), "soh_upper_pct": ("float64", "double"),
+    "capacity_ah": ("float64", "double"), "population_soh_pct": ("float64", "double"),
+    "vehicle_offset_pp": ("float64", "double"), "offset_sd_pp": ("float64", "double"),
+    "observation_count": ("int64", "bigint"), "last_observation_date": ("object", "date"),
+    "raw_observation_pct": ("float64", "double"),
+    "rolling_median_observation_pct": ("float64", "double"), "model_version": ("str", "string"),
+}
+
+
+def empty_output() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype=_OUTPUT_TYPES[c][0]) for c in OUTPUT_COLUMNS})
+    for c in ("date", "last_observation_date"):
+        df[c] = pd.to_datetime(df[c]).dt.date
+    return df
+
+
+def spark_output_schema() -> str:
+    return ", ".join(f"{c} {_OUTPUT_TYPES[c][1]}" for c in OUTPUT_COLUMNS)
