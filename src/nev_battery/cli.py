@@ -49,7 +49,17 @@ def _skip(args: argparse.Namespace) -> list[str]:
 
 
 def _vars(args: argparse.Namespace) -> dict:
-    return {"soh_retrain": True} if args.retrain_soh else {}
+    import yaml
+
+    out = {}
+    for kv in args.var or []:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"nev-battery: --var expects KEY=VALUE, got {kv!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    if args.retrain_soh:
+        out["soh_retrain"] = True
+    return out
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -188,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
         b.add_argument("--retrain-soh", action="store_true",
                        help="train a new SOH model version (default: only when none exists)")
+        b.add_argument("--var", action="append", metavar="KEY=VALUE",
+                       help="a dbt var for this run (repeatable), e.g. --var soh_holdout_share=0.5")
         if name == "build":
             b.add_argument("--dates", default=None, help="comma-separated YYYY-MM-DD")
             b.add_argument("--full-refresh", action="store_true")
