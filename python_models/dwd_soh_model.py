@@ -54,6 +54,14 @@ def model(dbt, session):
             last = session.sql(f"select max(date) from ({features.sql_query()})").fetchall()[0][0]
         if last is not None and len(data):
             fitted = train(data, settings, trained_through=str(last))
+        # the version names the training data's last day and a hash of the fitted model: a
+        # retrain on the same data reproduces it, and it is stored once
+        if fitted is not None and has_model:
+            known = f"select count(*) from {dbt.this} where model_version = '{fitted.version}'"
+            n_known = (session.sql(known).collect()[0][0] if spark
+                       else session.sql(known).fetchall()[0][0])
+            if n_known:
+                fitted = None
     out = model_frame(fitted)
     if spark:
         return session.createDataFrame(out, schema=spark_registry_schema())

@@ -59,7 +59,7 @@ CATEGORICAL = ("chemistry", "vehicle_model")
 FEATURE_COLUMNS = tuple(c for c, _ in FEATURES)
 # observation columns (dwd_capacity_observation) the model reads
 OBSERVATION_COLUMNS = (
-    "vin", "start_time", "start_date", "chemistry", "charger_type", "delta_soc_pct",
+    "vin", "start_time", "start_date", "charger_type", "delta_soc_pct",
     "is_full_charge", "efc_since_full_charge", "mean_temp_c", "mean_c_rate", "soh_obs_pct",
     "capacity_reject_reason",
 )
@@ -83,20 +83,23 @@ class SohSettings:
     cv_folds: int = 5
     rolling_median_n: int = 5  # observations in the rolling-median baseline
     outlier_z: float = 4.0  # observations further than this many sigmas from the level are not used
+    outlier_min_evidence: int = 5  # ... once the level rests on at least this many observations
+    drift_max_efc: float = 1.0  # throughput since a full charge up to which SOC drift is modelled
     seed: int = 0
 
 
 @dataclass
 class SohModel:
     version: str
-    population: object  # fitted HistGradientBoostingRegressor
+    population: PopulationModel
     categories: dict  # categorical feature -> list of known levels
+    feature_priors: dict  # SHRUNK_FEATURES -> the training fleet's median
     correction_coef: np.ndarray  # coefficients over condition_matrix()
-    noise: tuple  # (a, b, c) of sigma_i^2 = a + b / ΔSOC² (+ c: full charge, drift unknown)
+    noise: tuple  # (a, b, c_partial, c_full) of _noise_var
     tau2: float  # prior variance of a vehicle's level offset, pp^2
     gain_var: float  # prior variance of its BMS SOC gain error, (% SOC per EFC)^2
+    drift_max_efc: float  # SohSettings.drift_max_efc it was trained with
     half_life_days: float
-    var_scale: float  # c, calibrated on held-out next observations
     metrics: dict = field(default_factory=dict)
 
 
@@ -125,15 +128,35 @@ def is_holdout(vins: pd.Series | np.ndarray, share: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def _encode(features: pd.DataFrame, categories: dict) -> pd.DataFrame:
+# usage ratios accumulate from a vehicle's first day in the warehouse: over its first weeks
+# they swing with every charge. They enter the model shrunk towards the training fleet's median
+# by the cycles behind them, share x E / (E + E0) + median x E0 / (E + E0), so that a vehicle's
+# population SOH does not jump while its ratios settle.
+SHRUNK_FEATURES = ("usage_behavior_score", "fast_charge_share", "high_c_rate_share",
+                   "high_temp_share", "deep_discharge_share", "high_soc_rest_share")
+SHRINK_CYCLES = 20.0
+
+
+def _encode(features: pd.DataFrame, categories: dict, priors: dict) -> pd.DataFrame:
     x = pd.DataFrame(index=features.index)
+    cycles = pd.to_numeric(features["equivalent_full_cycles"], errors="coerce").fillna(0.0)
+    trust = (cycles / (cycles + SHRINK_CYCLES)).to_numpy(float)
     for c in FEATURE_COLUMNS:
         if c in CATEGORICAL:
             x[c] = pd.Categorical(features[c].astype("str"), categories=categories[c]).codes
             x[c] = x[c].astype("float64").where(x[c] >= 0)
         else:
-            x[c] = pd.to_numeric(features[c], errors="coerce").astype("float64")
+            v = pd.to_numeric(features[c], errors="coerce").astype("float64").to_numpy()
+            if c in SHRUNK_FEATURES:
+                v = np.where(np.isfinite(v), trust * v + (1 - trust) * priors[c], priors[c])
+            x[c] = v
     return x
+
+
+def _feature_priors(features: pd.DataFrame) -> dict:
+    return {c: float(np.nan_to_num(np.nanmedian(pd.to_numeric(features[c], errors="coerce")
+                                                 .to_numpy(float))))
+            for c in SHRUNK_FEATURES}
 
 
 def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
@@ -151,28 +174,38 @@ def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
     ])
 
 
-def _noise_var(noise: tuple, delta_soc: np.ndarray, drift_unknown: np.ndarray) -> np.ndarray:
-    """sigma_i^2 = a + b / ΔSOC² (+ c for a full charge whose SOC drift is unknown)."""
-    a, b, c = noise
-    return a + b / np.square(np.asarray(delta_soc, float)) + c * np.asarray(drift_unknown, float)
+def _noise_var(noise: tuple, delta_soc: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """sigma_i^2 = a + b / ΔSOC² (+ c_partial or c_full when the label's SOC drift is not
+    modelled: unknown = 1 for a partial charge, 2 for a full one)."""
+    a, b, c_partial, c_full = noise
+    unknown = np.asarray(unknown)
+    return (a + b / np.square(np.asarray(delta_soc, float))
+            + np.where(unknown == 1, c_partial, 0.0) + np.where(unknown == 2, c_full, 0.0))
 
 
 def _day_number(d: pd.Series) -> np.ndarray:
     return (pd.to_datetime(d).to_numpy().astype("datetime64[D]").astype(np.int64)).astype(float)
 
 
-def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How a BMS SOC-counter gain error g (% SOC per equivalent full cycle) moves a label, per
-    unit of g: a partial charge's ΔSOC is counted by the biased counter itself
-    (u = -SOH/200); a full charge ends recalibrated at 100 % but starts from a SOC that has
-    drifted by g x EFC since the last full charge (u = +SOH x EFC / ΔSOC). Returns (u, unknown):
-    unknown marks full charges with no full charge before them (drift not known, u = 0)."""
+def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray,
+                 max_efc: float) -> tuple[np.ndarray, np.ndarray]:
+    """How a BMS SOC-counter gain error g (% SOC per equivalent full cycle of throughput) moves a
+    label, per unit of g. A partial charge's ΔSOC is counted by the biased counter itself
+    (u = -SOH/200). A full charge ends recalibrated at 100 % but starts from a SOC that drifted
+    by g x the throughput since the last full charge, in cycles E = (charged Ah since it) / C +
+    ΔSOC / 200 (the discharge down to the start): u = +SOH x E / ΔSOC.
+
+    A BMS also re-anchors its SOC (rests, voltage limits), so the drift stops growing somewhere:
+    the linear model is used up to max_efc of throughput since the last full charge; beyond it,
+    or before any full charge, the label's drift is not modelled (u = 0; its noise variance gets
+    the extra term of its kind). Returns (u, unknown: 0 modelled, 1 partial, 2 full)."""
     full = obs["is_full_charge"].astype("bool").to_numpy()
-    efc = pd.to_numeric(obs["efc_since_full_charge"], errors="coerce").to_numpy(float)
     dsoc = obs["delta_soc_pct"].to_numpy(float)
-    unknown = full & ~np.isfinite(efc)
-    u = np.where(full, soh_ref * np.nan_to_num(efc) / dsoc, -soh_ref / 200.0)
-    return np.where(unknown, 0.0, u), unknown
+    e = pd.to_numeric(obs["efc_since_full_charge"], errors="coerce").to_numpy(float) + dsoc / 200
+    known = np.isfinite(e) & (e <= max_efc)
+    u = np.where(full, soh_ref * np.nan_to_num(e) / dsoc, -soh_ref / 200.0)
+    unknown = np.where(known, 0, np.where(full, 2, 1))
+    return np.where(known, u, 0.0), unknown
 
 
 def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w: np.ndarray,
@@ -222,17 +255,65 @@ def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w:
 # ------------------------------------------------------------------------------------------
 
 
-def _fit_population(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, seed: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
+class AgeingBasis:
+    """Fade-model basis per chemistry (battery-brief §4.1: calendar t^z and throughput Q^z,
+    Arrhenius-like temperature terms) with usage terms, and a level per vehicle model: smooth in
+    time, for a linear model."""
 
-    mono = [m for _, m in FEATURES]
-    cat = [c in CATEGORICAL for c in FEATURE_COLUMNS]
-    est = HistGradientBoostingRegressor(
-        loss="squared_error", learning_rate=0.05, max_iter=300, max_leaf_nodes=15,
-        min_samples_leaf=40, l2_regularization=1.0, monotonic_cst=mono,
-        categorical_features=cat, random_state=seed)
-    est.fit(x, y, sample_weight=w)
-    return est
+    def __init__(self, chemistries: int, models: int):
+        self.chemistries, self.models = chemistries, models
+
+    def transform(self, x: pd.DataFrame) -> np.ndarray:
+        t = np.clip(x["days_in_service"].fillna(0).to_numpy(float), 0, None) / 365.25
+        q = np.clip(x["odometer_km"].fillna(0).to_numpy(float), 0, None) / 1e5
+        temp = (x["lifetime_mean_temp_c"].fillna(20).to_numpy(float) - 20.0) / 10.0
+        fast = np.nan_to_num(x["fast_charge_share"].to_numpy(float))
+        harsh = np.nan_to_num(x["usage_behavior_score"].to_numpy(float)) / 100
+        rest = np.nan_to_num(x["high_soc_rest_share"].to_numpy(float))
+        chem = np.nan_to_num(x["chemistry"].to_numpy(float), nan=-1)
+        model = np.nan_to_num(x["vehicle_model"].to_numpy(float), nan=-1)
+        cols = []
+        for k in range(self.chemistries):
+            on = (chem == k).astype(float)
+            for z in (0.5, 0.75, 1.0):
+                cols += [on * t**z, on * t**z * temp]
+            for z in (0.5, 0.8, 1.0):
+                cols += [on * q**z, on * q**z * fast]
+            cols += [on * t**0.5 * harsh, on * t**0.5 * rest]
+        cols += [(model == m).astype(float) for m in range(self.models)]
+        return np.column_stack(cols)
+
+
+class PopulationModel:
+    """f(x): the mean of a ridge regression on AgeingBasis (smooth in time, extrapolates by the
+    fade laws) and a gradient-boosted model, monotone decreasing in days in service, odometer and
+    cycles (learns what the basis does not). Each alone either jumps when a tree split is
+    crossed or misses interactions; the mean keeps a vehicle's population SOH smooth."""
+
+    def __init__(self, x: pd.DataFrame, y: np.ndarray, w: np.ndarray, seed: int, vehicles: int,
+                 categories: dict):
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.linear_model import Ridge
+
+        self.basis = AgeingBasis(len(categories["chemistry"]), len(categories["vehicle_model"]))
+        self.ridge = Ridge(alpha=1.0).fit(self.basis.transform(x), y, sample_weight=w)
+        # a leaf must hold several vehicles' worth of labels, or the trees learn vehicles
+        self.hgb = HistGradientBoostingRegressor(
+            loss="squared_error", learning_rate=0.05, max_iter=300, max_leaf_nodes=15,
+            l2_regularization=1.0, min_samples_leaf=max(20, int(3 * len(y) / max(vehicles, 1))),
+            monotonic_cst=[m for _, m in FEATURES],
+            categorical_features=[c in CATEGORICAL for c in FEATURE_COLUMNS],
+            random_state=seed).fit(x, y, sample_weight=w)
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        if not len(x):
+            return np.zeros(0)
+        return 0.5 * (self.ridge.predict(self.basis.transform(x)) + self.hgb.predict(x))
+
+
+def _fit_population(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, seed: int, vehicles: int,
+                    categories: dict) -> PopulationModel:
+    return PopulationModel(x, y, w, seed, vehicles, categories)
 
 
 def _codes(obs_vin: np.ndarray, q_vin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,13 +359,13 @@ def _per_vehicle_fit(vin: np.ndarray, u: np.ndarray, r: np.ndarray, w: np.ndarra
 
 
 def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray,
-               dof: np.ndarray) -> tuple[float, float, float]:
-    """sigma^2 = a + b / ΔSOC² (+ c when a full charge's drift is unknown), least squares on
-    squared residuals of the per-vehicle fits (scaled by n / (n - 2) for the two fitted
-    parameters)."""
+               dof: np.ndarray) -> tuple[float, float, float, float]:
+    """sigma^2 = a + b / ΔSOC² (+ c_partial / c_full for labels whose drift is not modelled),
+    least squares on squared residuals of the per-vehicle fits (scaled by n / (n - 2) for the
+    two fitted parameters)."""
     r2 = np.square(e) * dof
     r2 = np.minimum(r2, np.quantile(r2, 0.99)) if r2.size else r2  # one wild label
-    k = ~unknown
+    k = unknown == 0
     if k.sum() >= 3:
         A = np.column_stack([np.ones(k.sum()), 1.0 / np.square(dsoc[k])])
         (a, b), *_ = np.linalg.lstsq(A, r2[k], rcond=None)
@@ -292,10 +373,12 @@ def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray,
         a, b = float(np.mean(r2)) if r2.size else 1.0, 0.0
     b = max(float(b), 0.0)
     a = max(float(a), 0.01)
-    c = 0.0
-    if unknown.any():
-        c = max(float(np.mean(r2[unknown] - a - b / np.square(dsoc[unknown]))), 0.0)
-    return a, b, c
+    extra = []
+    for kind in (1, 2):
+        m = unknown == kind
+        extra.append(max(float(np.mean(r2[m] - a - b / np.square(dsoc[m]))), 0.0)
+                     if m.any() else 0.0)
+    return a, b, extra[0], extra[1]
 
 
 def _moment_var(est: pd.Series, sampling_var: pd.Series, floor: float) -> float:
@@ -320,7 +403,8 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     if n_veh < settings.min_training_vehicles or len(tr) < settings.min_training_observations:
         return None
     categories = {c: sorted(o[c].astype("str").unique().tolist()) for c in CATEGORICAL}
-    x = _encode(tr, categories)
+    priors = _feature_priors(tr)
+    x = _encode(tr, categories, priors)
     y = tr["soh_obs_pct"].to_numpy(float)
     vin = tr["vin"].to_numpy(object)
     dsoc = tr["delta_soc_pct"].to_numpy(float)
@@ -329,9 +413,9 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
 
     # pass 1: population model; per-vehicle level + SOC-gain fits; condition correction and
     # noise model on what the vehicle's own state does not explain
-    f1 = _fit_population(x, y, w0, settings.seed)
+    f1 = _fit_population(x, y, w0, settings.seed, n_veh, categories)
     ref = f1.predict(x)
-    u, unknown = drift_design(tr, ref)
+    u, unknown = drift_design(tr, ref, settings.drift_max_efc)
     cond = condition_matrix(tr)
     fit1, *_ = _per_vehicle_fit(vin, u, y - ref, w0)
     within = y - ref - fit1
@@ -354,14 +438,23 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     oof = np.full(len(tr), np.nan)
     for k, (a, b) in enumerate(GroupKFold(n_splits=folds).split(x, y_c, groups=vin)):
         ka = a[keep[a]]
-        est = _fit_population(x.iloc[ka], y_c[ka], w[ka], settings.seed + k)
+        est = _fit_population(x.iloc[ka], y_c[ka], w[ka], settings.seed + k,
+                              len(np.unique(vin[ka])), categories)
         oof[b] = est.predict(x.iloc[b])
     r_oof = y_c - oof
-    u_oof, _ = drift_design(tr, oof)
+    u_oof, _ = drift_design(tr, oof, settings.drift_max_efc)
     # priors of the vehicle state: between-vehicle spread of the per-vehicle fits
     _, _, _, per = _per_vehicle_fit(vin[keep], u_oof[keep], r_oof[keep], w[keep])
-    tau2 = _moment_var(per["b"], per["var_b"], 0.05)
     gain_var = _moment_var(per["g"], per["var_g"], 0.01)
+    # the level prior is what the population model misses on a vehicle it has not seen: the
+    # residuals of its first two observations share that miss but not their label noise, so
+    # E[r1·r2] = tau² + u1·u2·gain_var
+    tau2 = _moment_var(per["b"], per["var_b"], 0.05)
+    kv, kr, ku = vin[keep], r_oof[keep], u_oof[keep]
+    first = np.flatnonzero(np.r_[True, kv[1:] != kv[:-1]][:-1] & (kv[1:] == kv[:-1]))
+    if first.size >= settings.min_training_vehicles:
+        prod = kr[first] * kr[first + 1] - ku[first] * ku[first + 1] * gain_var
+        tau2 = max(float(np.mean(prod)), 0.05)
 
     # half-life, and the interval scale: one-step-ahead prediction of each next observation
     # of vehicles the fold's population model never saw
@@ -375,10 +468,10 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
             best = (score, h, post, e)
     _, half_life, post, e = best
     var_state = (post["var_b"] + u_oof**2 * post["var_g"] + 2 * u_oof * post["cov_bg"])[keep]
-    var_scale = _calibrate_scale(e, var_state, s2[keep])
-    inside = np.abs(e) <= Z90 * np.sqrt(var_scale * var_state + s2[keep])
+    inside = np.abs(e) <= Z90 * np.sqrt(var_state + s2[keep])
 
-    population = _fit_population(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed)
+    population = _fit_population(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
+                                 n_veh, categories)
     metrics = {
         "training_vehicles": int(n_veh),
         "holdout_vehicles": int(o.loc[hold, "vin"].nunique()),
@@ -392,7 +485,6 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
         "vehicle_offset_sd_pp": float(np.sqrt(tau2)),
         "soc_gain_sd_pct_per_efc": float(np.sqrt(gain_var)),
         "half_life_days": float(half_life),
-        "interval_var_scale": float(var_scale),
         "temp_coef_below_25c_pp_per_c": float(coef[0]),
         "temp_coef_above_25c_pp_per_c": float(coef[1]),
         "dc_charger_pp": float(coef[2]),
@@ -400,22 +492,15 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
         "holdout_share": float(settings.holdout_share),
     }
     model = SohModel(version="", population=population, categories=categories,
+                     feature_priors=priors,
                      correction_coef=coef, noise=noise, tau2=tau2, gain_var=gain_var,
-                     half_life_days=float(half_life), var_scale=float(var_scale),
+                     drift_max_efc=settings.drift_max_efc,
+                     half_life_days=float(half_life),
                      metrics=metrics)
     digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life,
-                                        var_scale), protocol=5)).hexdigest()[:8]
+                                        ), protocol=5)).hexdigest()[:8]
     model.version = f"soh-hgb-{trained_through}-{digest}"
     return model
-
-
-def _calibrate_scale(e: np.ndarray, var_state: np.ndarray, s2: np.ndarray) -> float:
-    """Smallest c (on a grid) with 90 % of next observations inside
-    ±Z90·sqrt(c·var_state + s2)."""
-    for c in np.concatenate([np.linspace(0.25, 4, 16), np.linspace(4.5, 25, 42)]):
-        if np.mean(np.abs(e) <= Z90 * np.sqrt(c * var_state + s2)) >= 0.90:
-            return float(c)
-    return 25.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -439,24 +524,27 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
     settings = settings or SohSettings()
     f = features.reset_index(drop=True)
     o = _valid_observations(obs)
-    pop = model.population.predict(_encode(f, model.categories)) if len(f) else np.zeros(0)
+    pop = (model.population.predict(_encode(f, model.categories, model.feature_priors))
+           if len(f) else np.zeros(0))
     q_day = _day_number(f["date"]) if len(f) else np.zeros(0)
     q_vin = f["vin"].to_numpy(object)
 
     if len(o):
         y_c = o["soh_obs_pct"].to_numpy(float) - condition_matrix(o) @ model.correction_coef
-        ref = model.population.predict(_encode(o, model.categories))
+        ref = model.population.predict(_encode(o, model.categories, model.feature_priors))
         r = y_c - ref
-        u, unknown = drift_design(o, ref)
+        u, unknown = drift_design(o, ref, model.drift_max_efc)
         s2 = _noise_var(model.noise, o["delta_soc_pct"].to_numpy(float), unknown)
         ovin = o["vin"].to_numpy(object)
         oday = o["day"].to_numpy(float)
         args = (model.half_life_days, model.tau2, model.gain_var)
         # outliers: far from what the vehicle's earlier observations predict for this one
         pre = posterior_at(ovin, oday, r, 1.0 / s2, u, ovin, oday, *args, strict=True)
-        var_pred = model.var_scale * (pre["var_b"] + u**2 * pre["var_g"]
-                                      + 2 * u * pre["cov_bg"]) + s2
-        use = np.abs(r - pre["b"] - pre["g"] * u) <= settings.outlier_z * np.sqrt(var_pred)
+        var_pred = pre["var_b"] + u**2 * pre["var_g"] + 2 * u * pre["cov_bg"] + s2
+        # (only once a few labels stand behind the state: a vehicle far from its peers must
+        # be able to pull away from the population prior)
+        use = ((pre["n"] < settings.outlier_min_evidence)
+               | (np.abs(r - pre["b"] - pre["g"] * u) <= settings.outlier_z * np.sqrt(var_pred)))
         post = posterior_at(ovin[use], oday[use], r[use], 1.0 / s2[use], u[use], q_vin, q_day,
                             *args)
         mean, var, n = post["b"], post["var_b"], post["n"]
@@ -482,7 +570,7 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         raw = rolling = np.full(len(f), np.nan)
 
     soh = pop + mean
-    half = Z90 * np.sqrt(model.var_scale * var)
+    half = Z90 * np.sqrt(var)
     out = pd.DataFrame({
         "vin": f["vin"],
         "date": pd.to_datetime(f["date"]).dt.date,
@@ -520,12 +608,12 @@ def model_frame(model: SohModel | None) -> pd.DataFrame:
 
 
 METRIC_KEYS = (
-    "holdout_share", "training_vehicles", "holdout_vehicles", "training_observations", "observations_used",
-    "cv_folds", "cv_population_rmse_pp", "cv_next_observation_rmse_pp",
+    "holdout_share", "training_vehicles", "holdout_vehicles", "training_observations",
+    "observations_used", "cv_folds", "cv_population_rmse_pp", "cv_next_observation_rmse_pp",
     "cv_next_observation_coverage90", "noise_sd_at_dsoc50_pp", "vehicle_offset_sd_pp",
-    "soc_gain_sd_pct_per_efc",
-    "half_life_days", "interval_var_scale", "temp_coef_below_25c_pp_per_c",
-    "temp_coef_above_25c_pp_per_c", "dc_charger_pp",
+    "soc_gain_sd_pct_per_efc", "half_life_days",
+
+    "temp_coef_below_25c_pp_per_c", "temp_coef_above_25c_pp_per_c", "dc_charger_pp",
 )
 
 

@@ -182,6 +182,15 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict:
             select file_path, error_code, error_message from ods.ods_landing_file
             where not is_valid or error_code is not null order by file_path
         """).fetchall()
+    if rows.get("ads.ads_vehicle_soh"):
+        out["soh"] = con.execute("""
+            select max(s.as_of_date), count(*), quantile_cont(s.soh_pct, 0.1),
+                   median(s.soh_pct), quantile_cont(s.soh_pct, 0.9),
+                   avg(s.soh_upper_pct - s.soh_lower_pct), any_value(s.model_version),
+                   (select count(*) from ads.ads_soh_watchlist)
+            from ads.ads_vehicle_soh as s
+            where s.as_of_date = (select max(as_of_date) from ads.ads_vehicle_soh)
+        """).fetchall()[0]
     return out
 
 
@@ -200,6 +209,11 @@ def format_summary(s: dict) -> str:
         lines.append("quarantined by reason:")
         for reason, action, n in s["quarantine"]:
             lines.append(f"  {reason:<32} {action:<14} {n:>10,}")
+    if s.get("soh"):
+        day, n, p10, p50, p90, width, version, watch = s["soh"]
+        lines.append(f"SOH on {day} ({version}): {n} vehicles, P10 {p10:.1f} %, median "
+                     f"{p50:.1f} %, P90 {p90:.1f} %, mean 90 % interval width {width:.2f} pp; "
+                     f"{watch} on the watch list")
     if s.get("landing_problems"):
         lines.append("landing files with problems:")
         for f, code, msg in s["landing_problems"]:

@@ -94,8 +94,9 @@ def _table_diff(db_a: Path, db_b: Path, table: str) -> tuple[int, int, int]:
 
 # tables, not views: a view in an attached database may bind to another catalog
 INCREMENTAL_TABLES = ("dws.dws_realtime_checked", "dws.dws_quarantine", "dwd.dwd_charge_segment",
-                      "dwd.dwd_drive_trip", "dwd.dwd_vehicle_daily", "dwd.dwd_vehicle_lifetime")
-ALL_MODELS = "+dws_quarantine +dwd_vehicle_lifetime"
+                      "dwd.dwd_drive_trip", "dwd.dwd_vehicle_daily", "dwd.dwd_vehicle_lifetime",
+                      "dwd.dwd_vehicle_soh_feature")
+ALL_MODELS = "+dws_quarantine +dwd_vehicle_soh_feature"
 
 
 def test_day_by_day_build_equals_full_refresh(built):
@@ -137,7 +138,8 @@ def test_backfill_changes_only_that_day_and_what_depends_on_it(built, tmp_path):
              "--skip-tests"], env)
     date_col = {"dws.dws_realtime_checked": "collect_date", "dws.dws_quarantine": "collect_date",
                 "dwd.dwd_charge_segment": "start_date", "dwd.dwd_drive_trip": "start_date",
-                "dwd.dwd_vehicle_daily": "date", "dwd.dwd_vehicle_lifetime": "date"}
+                "dwd.dwd_vehicle_daily": "date", "dwd.dwd_vehicle_lifetime": "date",
+                "dwd.dwd_vehicle_soh_feature": "date"}
     with duckdb.connect() as con:
         con.execute(f"attach '{root / 'full.duckdb'}' as a (read_only)")
         con.execute(f"attach '{work / 'wh.duckdb'}' as b (read_only)")
@@ -150,8 +152,9 @@ def test_backfill_changes_only_that_day_and_what_depends_on_it(built, tmp_path):
             """).fetchall()
             changed = {str(r[0]) for r in changed}
             prev = str(date.fromisoformat(d) - timedelta(days=1))
+            carried = table.endswith(("lifetime", "soh_feature"))  # every later day depends on it
             allowed = ({d} if table.startswith("dws.") else
-                       {x for x in changed if x >= d} if table.endswith("lifetime") else {d, prev})
+                       {x for x in changed if x >= d} if carried else {d, prev})
             assert changed, table
             assert changed <= allowed, (table, sorted(changed - allowed))
 

@@ -1,0 +1,164 @@
+"""nev_battery.soh: the vectorized posterior against a direct computation, the SOC-drift design,
+the hold-out split, and train/apply on synthetic labels with a known true SOH."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nev_battery.soh import (
+    FEATURE_COLUMNS,
+    OUTPUT_COLUMNS,
+    SohSettings,
+    apply,
+    drift_design,
+    dumps,
+    is_holdout,
+    loads,
+    posterior_at,
+    train,
+)
+
+
+def _direct_posterior(r, w, u, days, q_day, half_life, tau2, gain_var, strict):
+    """Reference: the 2-state Gaussian posterior written out with matrices, one query at a
+    time (test code, not a per-row path of the warehouse)."""
+    lam = np.log(2) / half_life
+    sel = days < q_day if strict else days <= q_day
+    P = np.diag([1 / tau2, 1 / gain_var]).astype(float)
+    h = np.zeros(2)
+    for ri, wi, ui, di in zip(r[sel], w[sel], u[sel], days[sel], strict=True):
+        z = np.array([1.0, ui])
+        k = wi * np.exp(-lam * (q_day - di))
+        P += k * np.outer(z, z)
+        h += k * z * ri
+    cov = np.linalg.inv(P)
+    m = cov @ h
+    return m[0], m[1], cov[0, 0]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_posterior_matches_direct_computation(strict):
+    rng = np.random.default_rng(5)
+    vins = np.repeat(["A", "B", "C"], [7, 1, 12])
+    days = np.concatenate([np.sort(rng.integers(0, 200, 7)), [50],
+                           np.sort(rng.integers(0, 400, 12))]).astype(float)
+    r = rng.normal(0, 1.5, vins.size)
+    w = rng.uniform(0.2, 2.0, vins.size)
+    u = rng.normal(0, 1.0, vins.size)
+    q_vin = np.array(["A", "A", "B", "C", "C", "D", "B"], dtype=object)
+    q_day = np.array([0.0, 150, 50, 399, 10, 20, 49])
+    post = posterior_at(vins.astype(object), days, r, w, u, q_vin, q_day, 60.0, 2.0, 0.5,
+                        strict=strict)
+    for i, (qv, qd) in enumerate(zip(q_vin, q_day, strict=True)):
+        m = vins == qv
+        b, g, vb = _direct_posterior(r[m], w[m], u[m], days[m], qd, 60.0, 2.0, 0.5, strict)
+        assert post["b"][i] == pytest.approx(b, abs=1e-9)
+        assert post["g"][i] == pytest.approx(g, abs=1e-9)
+        assert post["var_b"][i] == pytest.approx(vb, rel=1e-9)
+    # a vehicle without observations keeps the prior
+    assert post["b"][5] == 0 and post["var_b"][5] == pytest.approx(2.0)
+
+
+def test_drift_design_signs():
+    obs = pd.DataFrame({"is_full_charge": [False, True, True, False],
+                        "efc_since_full_charge": [0.7, 0.5, np.nan, 2.0],
+                        "delta_soc_pct": [50.0, 60.0, 60.0, 40.0]})
+    u, unknown = drift_design(obs, np.full(4, 90.0), max_efc=1.0)
+    # a partial charge: the biased counter measures its ΔSOC, the label comes out low for g > 0
+    assert u[0] == pytest.approx(-0.45)
+    # a full charge starts from a SOC that drifted by g x (charges since the last full charge +
+    # the discharge down to its start): the label comes out high
+    assert u[1] == pytest.approx(90 * (0.5 + 60 / 200) / 60)
+    # no full charge seen yet, or too long since one: drift not modelled, noise of its kind
+    assert unknown.tolist() == [0, 0, 2, 1] and u[2] == 0 and u[3] == 0
+
+
+def test_holdout_split_is_stable_and_near_its_share():
+    vins = np.array([f"LNBAS7C{i:010d}" for i in range(2000)], dtype=object)
+    h = is_holdout(vins, 0.3)
+    assert 0.27 < h.mean() < 0.33
+    assert (is_holdout(vins[::-1], 0.3) == h[::-1]).all()
+
+
+def _synthetic_fleet(n_vehicles=60, days=240, seed=0):
+    """Vehicles whose true SOH fades with age and cycles; labels carry 1 % SOC quantisation
+    noise and a per-vehicle BMS counter gain error, as field labels do."""
+    rng = np.random.default_rng(seed)
+    start = date(2026, 1, 1)
+    feats, obs, truth = [], [], []
+    for v in range(n_vehicles):
+        vin = f"SYN{v:014d}"
+        age0 = rng.integers(30, 1000)
+        km_day = rng.uniform(30, 200)
+        bol = rng.uniform(100, 103.5)
+        gain = rng.normal(0, 1.5)
+        cal = rng.uniform(0.8, 1.2)
+        d = np.arange(days)
+        age = age0 + d
+        efc = (age * km_day * 0.14 / 55) / 2
+        soh = bol - cal * 0.04 * age**0.75 - 0.25 * np.sqrt(efc)
+        f = pd.DataFrame({"vin": vin, "date": [start + timedelta(days=int(i)) for i in d],
+                          "rated_capacity_ah": 150.0, "chemistry": "NCM",
+                          "vehicle_model": "EVA-N60", "days_in_service": age,
+                          "odometer_km": age * km_day, "km_per_day": km_day,
+                          "equivalent_full_cycles": efc, "usage_behavior_score": 80.0,
+                          "lifetime_mean_temp_c": 20.0, "fast_charge_share": 0.5,
+                          "high_c_rate_share": 0.1, "high_temp_share": 0.0,
+                          "deep_discharge_share": 0.0, "high_soc_rest_share": 0.1})
+        feats.append(f)
+        truth.append(pd.DataFrame({"vin": vin, "date": f["date"], "true": soh}))
+        n_obs = rng.integers(days // 10, days // 2)
+        od = np.sort(rng.choice(d, n_obs))
+        full = rng.random(n_obs) < 0.4
+        dsoc = np.where(full, rng.uniform(40, 80, n_obs), rng.uniform(30, 60, n_obs))
+        efc_sf = rng.uniform(0.0, 0.6, n_obs)  # charge throughput since the last full charge
+        true_dsoc = dsoc
+        # a full charge ends recalibrated and starts from a SOC drifted by g x (that throughput
+        # + the discharge down to its start); a partial one is counted by the biased counter
+        meas_dsoc = np.where(full, true_dsoc - gain * (efc_sf + true_dsoc / 200),
+                             true_dsoc * (1 + gain / 200)) + rng.uniform(-1, 1, n_obs)
+        y = soh[od] * true_dsoc / meas_dsoc
+        obs.append(pd.DataFrame({
+            "vin": vin, "start_time": [pd.Timestamp(start + timedelta(days=int(i))) for i in od],
+            "start_date": [start + timedelta(days=int(i)) for i in od],
+            "charger_type": "DC", "delta_soc_pct": np.round(meas_dsoc), "is_full_charge": full,
+            "efc_since_full_charge": efc_sf, "mean_temp_c": 25.0, "mean_c_rate": 0.3,
+            "soh_obs_pct": y, "capacity_reject_reason": None}))
+    feats = pd.concat(feats, ignore_index=True)
+    obs = pd.concat(obs, ignore_index=True)
+    obs = obs.merge(feats.rename(columns={"date": "start_date"})[
+        ["vin", "start_date", *FEATURE_COLUMNS]], on=["vin", "start_date"])
+    return feats, obs, pd.concat(truth, ignore_index=True)
+
+
+def test_train_and_apply_on_synthetic_labels():
+    feats, obs, truth = _synthetic_fleet()
+    settings = SohSettings(holdout_share=0.3)
+    model = train(obs, settings, trained_through="2026-08-28")
+    assert model is not None and model.version.startswith("soh-hgb-2026-08-28-")
+    assert loads(dumps(model)).version == model.version
+    out = apply(model, feats, obs, settings)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert len(out) == len(feats) and out.soh_pct.notna().all()
+    m = out.merge(truth, on=["vin", "date"])
+    m = m[is_holdout(m.vin, 0.3)]
+    err = m.soh_pct - m["true"]
+    raw = (m.raw_observation_pct - m["true"]).dropna()
+    rmse = float(np.sqrt((err**2).mean()))
+    assert rmse < float(np.sqrt((raw**2).mean())), "the model must beat the raw labels"
+    assert rmse < 1.5
+    inside = ((m["true"] >= m.soh_lower_pct) & (m["true"] <= m.soh_upper_pct)).mean()
+    assert 0.70 <= inside <= 0.99
+    # days before a vehicle's first label: no observations behind the estimate
+    first = obs.groupby("vin").start_date.min()
+    early = out[out.date < out.vin.map(first)]
+    assert (early.observation_count == 0).all() and early.raw_observation_pct.isna().all()
+
+
+def test_too_few_observations_trains_nothing():
+    _, obs, _ = _synthetic_fleet(n_vehicles=5, days=30)
+    assert train(obs, SohSettings(min_training_vehicles=10), "2026-01-30") is None

@@ -1,0 +1,75 @@
+"""SOH in the warehouse on a small simulated fleet (CI-sized; the 200-vehicle x 365-day
+figures are in the README): accuracy on held-out vehicles against the simulator's true SOH
+with looser bounds, the daily run applying the stored model without retraining, a retrain on
+the same data reproducing the same version."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+from test_warehouse import q, run_cli, wh_env
+
+from nev_battery.evaluate import evaluate_soh
+from nev_battery.simulate import SimConfig, simulate
+
+FLEET = SimConfig(vehicles=40, days=60, seed=3)
+
+
+@pytest.fixture(scope="module")
+def soh_built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("soh")
+    simulate(FLEET, root / "landing", root / "truth")
+    env = wh_env(root, "soh.duckdb")
+    run_cli(["build", "--full-refresh"], env)  # data tests included
+    return root, env
+
+
+def test_soh_against_truth_on_held_out_vehicles(soh_built):
+    root, _ = soh_built
+    with duckdb.connect(str(root / "soh.duckdb"), read_only=True) as con:
+        rep = evaluate_soh(con, root / "truth")
+    print("\n" + rep.format())
+    assert rep.holdout_vehicles >= 8
+    # every held-out vehicle-day from the vehicle's first day has an estimate
+    assert rep.vehicle_days == rep.true_vehicle_days > 0
+    m = rep.row("model", "all days")
+    assert m.rmse <= 1.5 and m.max_abs <= 5.0 and m.within_2pp >= 0.85
+    raw = rep.row("raw observation", "days with an observation")
+    assert rep.row("model", "days with an observation").rmse < raw.rmse
+    assert 0.75 <= rep.coverage90 <= 0.99
+
+
+def test_capacity_observations_reconcile_with_eligible_segments(soh_built):
+    root, _ = soh_built
+    db = root / "soh.duckdb"
+    (eligible,) = q(db, "select count(*) from dwd.dwd_charge_segment where is_soh_eligible")[0]
+    (observed,) = q(db, "select count(*) from dwd.dwd_capacity_observation")[0]
+    assert observed == eligible > 0
+    # every vehicle-day of the features has a daily SOH, and ADS has them all
+    (feat,) = q(db, "select count(*) from dwd.dwd_vehicle_soh_feature")[0]
+    (soh,) = q(db, "select count(*) from dwd.dwd_vehicle_soh")[0]
+    (ads,) = q(db, "select count(*) from ads.ads_vehicle_soh")[0]
+    assert feat == soh == ads > 0
+
+
+def test_daily_run_applies_the_stored_model_and_retrain_is_reproducible(soh_built, tmp_path):
+    root, _ = soh_built
+    work = tmp_path / "daily"
+    work.mkdir()
+    shutil.copy(root / "soh.duckdb", work / "wh.duckdb")
+    env = wh_env(root, "unused.duckdb")
+    env.update(NEV_DUCKDB_PATH=str(work / "wh.duckdb"), DBT_TARGET_PATH=str(work / "target"))
+    db = work / "wh.duckdb"
+    before = q(db, "select model_version from dwd.dwd_soh_model")
+    assert len(before) == 1
+    (last,) = q(db, "select max(date) from dwd.dwd_vehicle_soh")[0]
+    n_before = q(db, "select count(*) from ads.ads_vehicle_soh")[0][0]
+    run_cli(["daily", "--date", str(last), "--skip-tests"], env)
+    assert q(db, "select model_version from dwd.dwd_soh_model") == before
+    assert q(db, "select distinct model_version from ads.ads_vehicle_soh") == before
+    assert q(db, "select count(*) from ads.ads_vehicle_soh")[0][0] == n_before
+    # retraining on the same data gives the same version, which is not stored twice
+    run_cli(["build", "--select", "dwd_soh_model", "--retrain-soh"], env)
+    assert q(db, "select model_version from dwd.dwd_soh_model") == before
