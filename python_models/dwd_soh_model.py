@@ -31,7 +31,8 @@ def model(dbt, session):
             return session.table(str(rel)).count()
         return session.sql(f"select count(*) from {rel}").fetchall()[0][0]
 
-    has_model = dbt.is_incremental and count(dbt.this) > 0
+    stored = count(dbt.this) if dbt.is_incremental else 0
+    has_model = stored > 0
     fitted = None
     if retrain == "true" or (retrain == "auto" and not has_model):
         obs = dbt.ref("dwd_capacity_observation")
@@ -62,7 +63,7 @@ def model(dbt, session):
                        else session.sql(known).fetchall()[0][0])
             if n_known:
                 fitted = None
-    out = model_frame(fitted)
+    out = model_frame(fitted, version_number=stored + 1)
     if spark:
         return session.createDataFrame(out, schema=spark_registry_schema())
     return session.from_df(out)

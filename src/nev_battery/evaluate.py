@@ -285,12 +285,20 @@ def evaluate_soh(con: duckdb.DuckDBPyConnection, truth: Path | str) -> SohReport
     from .soh import is_holdout
 
     path = Path(truth) / "vehicle_daily.parquet"
-    version, share = con.execute("""
-        select model_version, holdout_share from dwd.dwd_soh_model
-        where model_version = (select max(model_version) from ads.ads_vehicle_soh)
-    """).fetchall()[0]
-    est = con.execute("select * from ads.ads_vehicle_soh where model_version = ?",
-                      [version]).df()
+    # rows keep the version that produced them (a daily run after a retrain applies the new
+    # one to the days it rebuilds): every version present, with the hold-out rule they share
+    versions = con.execute("""
+        select m.model_version, m.holdout_share from dwd.dwd_soh_model as m
+        where m.model_version in (select distinct model_version from ads.ads_vehicle_soh)
+        order by m.version_number
+    """).fetchall()
+    if not versions:
+        raise ValueError("ads.ads_vehicle_soh is empty: no SOH model has been trained yet")
+    shares = {s for _, s in versions}
+    if len(shares) > 1:
+        raise ValueError(f"SOH rows of models with different hold-out shares: {sorted(shares)}")
+    version, share = ", ".join(v for v, _ in versions), shares.pop()
+    est = con.execute("select * from ads.ads_vehicle_soh").df()
     tr = pd.read_parquet(path, columns=["vin", "date", "true_soh_pct"])
     tr["date"] = pd.to_datetime(tr["date"]).dt.date
     est["date"] = pd.to_datetime(est["as_of_date"]).dt.date

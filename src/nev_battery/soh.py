@@ -499,7 +499,7 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
                      metrics=metrics)
     digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life,
                                         ), protocol=5)).hexdigest()[:8]
-    model.version = f"soh-hgb-{trained_through}-{digest}"
+    model.version = f"soh-{trained_through}-{digest}"
     return model
 
 
@@ -594,15 +594,16 @@ def settings_dict(s: SohSettings) -> dict:
     return asdict(s)
 
 
-def model_frame(model: SohModel | None) -> pd.DataFrame:
-    """The registry row of dwd_soh_model (empty when nothing was trained)."""
-    cols = ["model_version", "trained_through", "artifact", *sorted(METRIC_KEYS)]
+def model_frame(model: SohModel | None, version_number: int = 1) -> pd.DataFrame:
+    """The registry row of dwd_soh_model (empty when nothing was trained); version_number
+    orders the versions (1 + the versions stored before)."""
+    text = ("model_version", "trained_through", "artifact")
+    cols = ["version_number", *text, *sorted(METRIC_KEYS)]
     if model is None:
-        return pd.DataFrame({c: pd.Series(dtype="str" if c in ("model_version", "trained_through",
-                                                                "artifact") else "float64")
-                             for c in cols})
-    row = {"model_version": model.version, "trained_through": model.metrics["trained_through"],
-           "artifact": dumps(model)}
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "version_number" else
+                                          "str" if c in text else "float64") for c in cols})
+    row = {"version_number": int(version_number), "model_version": model.version,
+           "trained_through": model.metrics["trained_through"], "artifact": dumps(model)}
     row.update({k: float(model.metrics[k]) for k in METRIC_KEYS})
     return pd.DataFrame([row])[cols]
 
@@ -612,15 +613,14 @@ METRIC_KEYS = (
     "observations_used", "cv_folds", "cv_population_rmse_pp", "cv_next_observation_rmse_pp",
     "cv_next_observation_coverage90", "noise_sd_at_dsoc50_pp", "vehicle_offset_sd_pp",
     "soc_gain_sd_pct_per_efc", "half_life_days",
-
     "temp_coef_below_25c_pp_per_c", "temp_coef_above_25c_pp_per_c", "dc_charger_pp",
 )
 
 
 def spark_registry_schema() -> str:
     return ", ".join(
-        ["model_version string", "trained_through string", "artifact string"]
-        + [f"{k} double" for k in sorted(METRIC_KEYS)])
+        ["version_number bigint", "model_version string", "trained_through string",
+         "artifact string"] + [f"{k} double" for k in sorted(METRIC_KEYS)])
 
 
 _OUTPUT_TYPES = {

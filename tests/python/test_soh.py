@@ -139,7 +139,7 @@ def test_train_and_apply_on_synthetic_labels():
     feats, obs, truth = _synthetic_fleet()
     settings = SohSettings(holdout_share=0.3)
     model = train(obs, settings, trained_through="2026-08-28")
-    assert model is not None and model.version.startswith("soh-hgb-2026-08-28-")
+    assert model is not None and model.version.startswith("soh-2026-08-28-")
     assert loads(dumps(model)).version == model.version
     out = apply(model, feats, obs, settings)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
