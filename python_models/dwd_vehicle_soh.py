@@ -56,7 +56,11 @@ def model(dbt, session):
         fitted = loads(rows[0][1])
 
     feature_cols = ["vin", "date", "rated_capacity_ah", *FEATURE_COLUMNS]
-    obs_cols = [f"o.{c}" for c in OBSERVATION_COLUMNS] + [f"f.{c}" for c in FEATURE_COLUMNS]
+    # the features aliased (new attributes of the join's output): on Spark, the features table's
+    # own attributes on both sides of the cogroup lose the observation side's feature columns
+    # when the result is written into the date-partitioned table
+    obs_cols = ([f"o.{c}" for c in OBSERVATION_COLUMNS]
+                + [f"f.{c} as {c}" for c in FEATURE_COLUMNS])
     if spark:
         return _spark(dbt, session, fitted, settings, start, feature_cols, obs_cols)
     return _duckdb(dbt, session, fitted, settings, start, feature_cols, obs_cols)
@@ -64,7 +68,12 @@ def model(dbt, session):
 
 def _duckdb(dbt, session, fitted, settings, start, feature_cols, obs_cols):
     if fitted is None:
-        return session.from_df(empty_output())
+        # typed from the Spark schema: an empty pandas frame's date columns have no type, and
+        # DuckDB would store them as NULL-typed columns the ADS models cannot use
+        types = [col.split(" ", 1) for col in spark_output_schema().split(", ")]
+        cols = ", ".join(f"cast(null as {'varchar' if t == 'string' else t}) as {c}"
+                         for c, t in types)
+        return session.sql(f"select {cols} where false")
     features_sql = dbt.ref("dwd_vehicle_soh_feature").sql_query()
     obs_sql = dbt.ref("dwd_capacity_observation").sql_query()
     since = f"date >= cast('{start}' as date)" if start else "1 = 1"

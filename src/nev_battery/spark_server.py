@@ -123,15 +123,27 @@ class SparkServer:
         os.killpg(pid, signal.SIGTERM)
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+            if not _running(pid):
                 break
             time.sleep(0.3)
         else:
             os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _running(pid: int) -> bool:
+    # a server this process started stays a zombie (kill(pid, 0) succeeds) until it is reaped
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: its own parent reaps it
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def _port_open(port: int) -> bool:
