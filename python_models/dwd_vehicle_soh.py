@@ -41,7 +41,7 @@ def model(dbt, session):
     registry = dbt.ref("dwd_soh_model")
     where = "" if pinned in ("", "latest", "None") else f"where model_version = '{pinned}'"
     pick = (f"select model_version, artifact from REGISTRY {where} "
-            "order by trained_through desc, model_version desc limit 1")
+            "order by version_number desc limit 1")
     if spark:
         registry.createOrReplaceTempView("soh_registry")
         rows = session.sql(pick.replace("REGISTRY", "soh_registry")).collect()

@@ -97,36 +97,29 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# what each evaluation's targets are, as printed after its report
+EVALUATION_TARGETS = {
+    "charges": "found >= 99 %, spurious <= 1 %, SOC exact, Ah",
+    "soh": ("RMSE <= 1.0 pp, max <= 3 pp, >= 95 % within 2 pp, 90 % interval covering "
+            "85-95 %, beats both baselines"),
+}
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluate
     from .warehouse import connect
 
     with connect() as con:
         if args.what == "cleaning":
-            from .evaluate import evaluate_cleaning
-
-            rep = evaluate_cleaning(con, args.truth)
+            rep = evaluate.evaluate_cleaning(con, args.truth)
             print(rep.format())
             ok = rep.recall >= 0.99 and rep.false_touch_rate <= 0.001
             return 0 if ok or not args.enforce else 1
-        if args.what == "charges":
-            from .evaluate import evaluate_charges
-
-            rep = evaluate_charges(con, args.truth)
-            print(rep.format())
-            ok = rep.passes()
-            print(f"targets (found >= 99 %, spurious <= 1 %, SOC exact, Ah): "
-                  f"{'met' if ok else 'NOT met'}")
-            return 0 if ok or not args.enforce else 1
-        if args.what == "soh":
-            from .evaluate import evaluate_soh
-
-            rep = evaluate_soh(con, args.truth)
-            print(rep.format())
-            ok = rep.passes()
-            print(f"targets (RMSE <= 1.0 pp, max <= 3 pp, >= 95 % within 2 pp, 90 % interval "
-                  f"covering 85-95 %, beats both baselines): {'met' if ok else 'NOT met'}")
-            return 0 if ok or not args.enforce else 1
-    return 2
+        rep = getattr(evaluate, f"evaluate_{args.what}")(con, args.truth)
+        print(rep.format())
+        ok = rep.passes()
+        print(f"targets ({EVALUATION_TARGETS[args.what]}): {'met' if ok else 'NOT met'}")
+        return 0 if ok or not args.enforce else 1
 
 
 def _cmd_spark(args: argparse.Namespace) -> int:
