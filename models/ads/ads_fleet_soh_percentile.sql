@@ -48,7 +48,8 @@ fleet as (
         {%- for p in [10, 25, 50, 75, 90] %}
             {{ percentile_cont('f.soh_pct', p / 100) }} as soh_p{{ p }}_pct,
         {%- endfor %}
-        sum(case when f.soh_pct < {{ var('soh_warranty_pct') }} then 1 else 0 end) as vehicles_below_warranty
+        cast(sum(case when f.soh_pct < {{ var('soh_warranty_pct') }} then 1 else 0 end) as bigint)
+            as vehicles_below_warranty
     from fleet as f
     group by f.month, f.as_of_date, {{ model_key }}, {{ age_key }}
     {%- if not loop.last %}

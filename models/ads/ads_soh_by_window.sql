@@ -53,7 +53,7 @@ ranked as (
         cast({{ key }} as {{ str_type() }}) as scope_key,
         count(distinct r.vin) as vehicles,
         count(*) as vehicle_days,
-        sum(r.has_observation) as observation_days,
+        cast(sum(r.has_observation) as bigint) as observation_days,
         avg(r.soh_pct) as soh_mean_pct,
         min(r.soh_pct) as soh_min_pct,
         max(r.soh_pct) as soh_max_pct,

@@ -228,9 +228,9 @@ def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w:
         # the time origin of each vehicle is its first observation: exp() stays finite
         e = w * np.exp(lam * (obs_day - first[oc]))
         cols = np.column_stack([e, e * u, e * u * u, e * resid, e * u * resid, np.ones_like(e)])
-        cum = np.cumsum(cols, axis=0)
-        before = np.vstack([np.zeros((1, 6)), cum])[starts]  # sums before each vehicle's first
-        cum -= np.repeat(before, np.diff(np.r_[starts, oc.size]), axis=0)
+        # running sums within each vehicle (not one fleet-wide sum minus its value at the
+        # vehicle's start: a vehicle's result must not depend on which others share the batch)
+        cum = pd.DataFrame(cols).groupby(oc, sort=False).cumsum().to_numpy()
         # last observation at or before (strictly before) each query, of the same vehicle
         key_o = oc.astype(float) * 1e7 + obs_day
         key_q = qc.astype(float) * 1e7 + q_day
