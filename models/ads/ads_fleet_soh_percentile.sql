@@ -12,7 +12,7 @@ with
 
 month_end as (
     select
-        {{ period_start('month', 's.date') }} as month,
+        {{ period_start('month', 's.date') }} as month_start,
         max(s.date) as as_of_date
     from {{ ref('dwd_vehicle_soh') }} as s
     group by {{ period_start('month', 's.date') }}
@@ -20,7 +20,7 @@ month_end as (
 
 fleet as (
     select
-        m.month,
+        m.month_start,
         m.as_of_date,
         s.vin,
         s.soh_pct,
@@ -39,7 +39,7 @@ fleet as (
 
 {%- for model_key, age_key in groups %}
     select
-        f.month,
+        f.month_start,
         f.as_of_date,
         cast({{ model_key }} as {{ str_type() }}) as vehicle_model,
         cast({{ age_key }} as {{ str_type() }}) as age_band,
@@ -51,7 +51,7 @@ fleet as (
         cast(sum(case when f.soh_pct < {{ var('soh_warranty_pct') }} then 1 else 0 end) as bigint)
             as vehicles_below_warranty
     from fleet as f
-    group by f.month, f.as_of_date, {{ model_key }}, {{ age_key }}
+    group by f.month_start, f.as_of_date, {{ model_key }}, {{ age_key }}
     {%- if not loop.last %}
         union all
     {%- endif %}

@@ -37,7 +37,8 @@ segments as (
     select
         s.vin,
         s.start_time,
-        s.start_date,
+        -- typed: an empty segment table (no charging yet) has an untyped date column
+        cast(s.start_date as date) as start_date,
         s.end_time,
         s.duration_s,
         s.charger_type,

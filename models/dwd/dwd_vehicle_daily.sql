@@ -104,8 +104,11 @@ frame_day as (
         sum(case when w.max_temp_c is not null and w.min_temp_c is not null then w.w_s else 0 end) / 3600
             as temp_known_hours,
         sum(
-            case when w.max_temp_c is not null and w.min_temp_c is not null
-                then w.w_s * (w.max_temp_c + w.min_temp_c) / 2 else 0 end
+            case
+                when w.max_temp_c is not null and w.min_temp_c is not null
+                    then w.w_s * (w.max_temp_c + w.min_temp_c) / 2
+                else 0
+            end
         ) / 3600 as temp_c_hours,
         sum(case when w.soc_pct >= {{ var('behavior_high_soc_rest_pct', 90) }} then w.rest_after_s else 0 end) / 3600
             as high_soc_rest_hours_in_day,

@@ -44,7 +44,13 @@ spans as (
     select
         l.vin,
         min(l.date) as first_date,
-        max(l.date) as last_date
+        max(l.date) as last_date,
+        -- the last active day before the rebuilt range (none on a full build)
+        {%- if start %}
+            max(case when l.date < cast('{{ start }}' as date) then l.date end) as prior_date
+        {%- else %}
+            cast(null as date) as prior_date
+        {%- endif %}
     from life as l
     group by l.vin
 ),
@@ -52,12 +58,13 @@ spans as (
 spine as (
     select
         s.vin,
+        s.prior_date,
         fd.date
     from spans as s
     inner join fleet_days as fd
         on
-            fd.date >= s.first_date
-            and fd.date <= {{ dbt.dateadd('day', var('soh_max_stale_days'), 's.last_date') }}
+            s.first_date <= fd.date
+            and {{ dbt.dateadd('day', var('soh_max_stale_days'), 's.last_date') }} >= fd.date
 ),
 
 as_of as (
@@ -65,8 +72,11 @@ as_of as (
     select
         sp.vin,
         sp.date,
-        max(l.date) over (
-            partition by sp.vin order by sp.date rows between unbounded preceding and current row
+        coalesce(
+            max(l.date) over (
+                partition by sp.vin order by sp.date rows between unbounded preceding and current row
+            ),
+            sp.prior_date
         ) as active_date
     from spine as sp
     left join life as l on sp.vin = l.vin and sp.date = l.date
@@ -76,12 +86,12 @@ select
     a.vin,
     a.date,
     a.active_date,
-    {{ dbt.datediff('a.active_date', 'a.date', 'day') }} as days_since_active,
+    {{ dbt.datediff('a.active_date', 'a.date', 'day') }} as days_since_active,  -- noqa: LT05
     v.vehicle_model,
     v.chemistry,
     v.usage_type,
     v.rated_capacity_ah,
-    {{ dbt.datediff('v.in_service_date', 'a.date', 'day') }} as days_in_service,
+    {{ dbt.datediff('v.in_service_date', 'a.date', 'day') }} as days_in_service,  -- noqa: LT05
     l.odometer_km,
     l.odometer_km / greatest({{ dbt.datediff('v.in_service_date', 'a.date', 'day') }}, 1) as km_per_day,
     l.cum_mileage_km,

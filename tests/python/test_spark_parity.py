@@ -48,7 +48,7 @@ TABLES = [
     ("ads.ads_soh_by_window", ["window_type", "window_start", "scope", "scope_key"]),
     ("ads.ads_soh_by_condition", ["scope", "scope_key", "condition_type", "condition_value"]),
     ("ads.ads_soh_watchlist", ["vin"]),
-    ("ads.ads_fleet_soh_percentile", ["month", "vehicle_model", "age_band"]),
+    ("ads.ads_fleet_soh_percentile", ["month_start", "vehicle_model", "age_band"]),
 ]
 # the SOH model registry's fitted model (a base64 pickle, not byte-stable across processes):
 # its model_version embeds a hash of the fitted model, so equal versions mean equal models
