@@ -56,7 +56,15 @@ segments as (
         cb.ah_since_full_charge
     from {{ ref('dwd_charge_segment') }} as s
     inner join calibration as cb on s.vin = cb.vin and s.start_time = cb.start_time
-    where s.is_soh_eligible
+    -- SOH-eligible segments, and those that miss only the SOC window or the ΔSOC threshold of
+    -- get_charge but still span soh_label_min_delta_soc: a narrower window is a noisier label,
+    -- which the SOH model weights by its ΔSOC instead of dropping
+    where
+        s.is_soh_eligible
+        or (
+            s.ineligible_reason in ('start_soc_high', 'end_soc_low', 'delta_soc_small')
+            and s.delta_soc_pct >= {{ var('soh_label_min_delta_soc') }}
+        )
 ),
 
 calibrated as (

@@ -78,7 +78,7 @@ class SohSettings:
 
     holdout_share: float = 0.3  # vehicles never used for training (hash of the VIN)
     min_training_vehicles: int = 10
-    min_training_observations: int = 200
+    min_training_observations: int = 100
     half_lives_days: tuple = (30.0, 60.0, 120.0, 240.0, 480.0)  # candidates, chosen by CV
     cv_folds: int = 5
     rolling_median_n: int = 5  # observations in the rolling-median baseline

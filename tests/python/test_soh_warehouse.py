@@ -46,9 +46,14 @@ def test_soh_against_truth_on_held_out_vehicles(soh_built):
 def test_capacity_observations_reconcile_with_eligible_segments(soh_built):
     root, _ = soh_built
     db = root / "soh.duckdb"
+    # every SOH-eligible segment, and every one missing only get_charge's SOC window or ΔSOC
+    # threshold with at least soh_label_min_delta_soc (15) points, gives a label
     (eligible,) = q(db, "select count(*) from dwd.dwd_charge_segment where is_soh_eligible")[0]
+    (wider,) = q(db, """select count(*) from dwd.dwd_charge_segment
+        where ineligible_reason in ('start_soc_high', 'end_soc_low', 'delta_soc_small')
+          and delta_soc_pct >= 15""")[0]
     (observed,) = q(db, "select count(*) from dwd.dwd_capacity_observation")[0]
-    assert observed == eligible > 0
+    assert observed == eligible + wider and eligible > 0 and wider > 0
     # every vehicle-day of the features has a daily SOH, and ADS has them all
     (feat,) = q(db, "select count(*) from dwd.dwd_vehicle_soh_feature")[0]
     (soh,) = q(db, "select count(*) from dwd.dwd_vehicle_soh")[0]
