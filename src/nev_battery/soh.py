@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -588,10 +588,6 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         "model_version": model.version,
     })
     return out[list(OUTPUT_COLUMNS)]
-
-
-def settings_dict(s: SohSettings) -> dict:
-    return asdict(s)
 
 
 def model_frame(model: SohModel | None, version_number: int = 1) -> pd.DataFrame:

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from nev_battery.soh import (
-    FEATURE_COLUMNS,
     OUTPUT_COLUMNS,
     SohSettings,
     apply,
+    attach_features,
     drift_design,
     dumps,
     is_holdout,
@@ -130,9 +130,7 @@ def _synthetic_fleet(n_vehicles=60, days=240, seed=0):
             "soh_obs_pct": y, "capacity_reject_reason": None}))
     feats = pd.concat(feats, ignore_index=True)
     obs = pd.concat(obs, ignore_index=True)
-    obs = obs.merge(feats.rename(columns={"date": "start_date"})[
-        ["vin", "start_date", *FEATURE_COLUMNS]], on=["vin", "start_date"])
-    return feats, obs, pd.concat(truth, ignore_index=True)
+    return feats, attach_features(obs, feats), pd.concat(truth, ignore_index=True)
 
 
 def test_train_and_apply_on_synthetic_labels():
