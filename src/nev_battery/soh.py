@@ -5,24 +5,26 @@ are noisy: 1 % SOC steps, BMS SOC drift, sensor error. The SOH of a vehicle on a
 estimated in two parts, both learnt from the observations alone (the warehouse never sees a true
 SOH):
 
-1. ``f(x)``, a scikit-learn ``HistGradientBoostingRegressor`` over ageing features of the
-   vehicle-day (days in service, odometer, equivalent full cycles, usage-behaviour score,
-   chemistry and model, temperature exposure, fast-charge share, ...), monotone decreasing in
-   age, mileage and cycles: what a battery of that history typically has left.
-2. the vehicle's offset from ``f``: an empirical-Bayes (random-effect) mean of its residuals
-   ``y_i - f(x_i)``, weighted by each observation's precision and by recency (exponential
-   forgetting with half-life ``H``, which lets the level follow a vehicle that fades faster or
-   slower than its peers), shrunk towards 0 with prior variance ``tau^2``. Equivalent to a Kalman
-   filter on a random-walk level and computed for all vehicles at once with cumulative sums.
+1. ``f(x)``, the population model (PopulationModel): the mean of a ridge regression on a
+   fade-law basis per chemistry and a ``HistGradientBoostingRegressor`` monotone decreasing in
+   age, mileage and cycles, over the vehicle-day's ageing features (days in service, odometer,
+   equivalent full cycles, usage-behaviour score, chemistry and model, temperature exposure,
+   fast-charge share, ...): what a battery of that history typically has left.
+2. the vehicle's state against ``f``: a level offset ``b`` and its BMS's SOC-counter gain error
+   ``g`` (which biases partial and full charges' labels in opposite directions, drift_design),
+   the Gaussian posterior from its residuals ``y_i - f(x_i)`` weighted by each label's
+   precision and by recency (exponential forgetting with half-life ``H``, which lets the level
+   follow a vehicle that fades faster or slower than its peers), with priors ``tau^2`` and
+   ``gain_var``. A Kalman filter on a random-walk state, computed for all vehicles at once with
+   per-vehicle cumulative sums (posterior_at).
 
-A condition correction ``g`` (temperature band, charger, C-rate, ΔSOC, full charge) is fitted on
-within-vehicle residuals and removed from every observation first: the temperature correction
-of the capacity label is learnt from the fleet's data instead of assumed.
+A condition correction (temperature band, charger, C-rate, ΔSOC, full charge) is fitted on
+within-vehicle residuals and removed from every label first: the temperature correction of the
+capacity label is learnt from the fleet's data instead of assumed.
 
-The 90 % interval is ``f + b ± 1.645·sqrt(c·var_b)``: ``var_b`` is the posterior variance of the
-offset, ``sigma_i^2`` the observation noise (a + b/ΔSOC², fitted on within-vehicle scatter), and
-``c`` is calibrated so that 90 % of held-out vehicles' next observations fall inside
-``± 1.645·sqrt(c·var_b + sigma_i^2)``. Vehicles are split into training and hold-out by a hash of
+SOH = f + b, with the 90 % interval ``± 1.645·sqrt(Var(b))`` (the prior ``tau^2`` before any
+label; ``tau^2`` is measured on the product of each vehicle's first two residuals, which share
+what f misses but not their noise). Vehicles are split into training and hold-out by a hash of
 the VIN; cross-validation inside the training vehicles is grouped by vehicle (GroupKFold).
 Everything is vectorized over whole frames: no loop over vehicles or observations.
 """
