@@ -1,4 +1,5 @@
--- Capacity observations (SOH labels), one row per SOH-eligible charge segment:
+-- Capacity observations (SOH labels), one row per SOH-eligible charge segment (and per segment
+-- missing only get_charge's SOC window or ΔSOC threshold with soh_label_min_delta_soc points):
 -- C = offset-calibrated |I| dt / (delta SOC / 100), SOH_obs = C / rated capacity.
 -- A table rebuilt on every run (one narrow row per segment, small next to the frames) so that
 -- every observation uses the current-sensor offset as known today: the offset estimate sharpens
@@ -11,29 +12,8 @@
 
 with
 
-calibration as (
-    -- BMS SOC is a coulomb count recalibrated at a full charge: its error grows with the charge
-    -- throughput since the vehicle's last full charge (all segments, eligible or not)
-    select
-        q.vin,
-        q.start_time,
-        q.cum_ah - q.charged_ah - max(case when q.end_soc_pct >= 100 then q.cum_ah end) over (
-            partition by q.vin order by q.start_time rows between unbounded preceding and 1 preceding
-        ) as ah_since_full_charge
-    from (
-        select
-            s.vin,
-            s.start_time,
-            s.end_soc_pct,
-            s.charged_ah,
-            sum(s.charged_ah) over (
-                partition by s.vin order by s.start_time rows between unbounded preceding and current row
-            ) as cum_ah
-        from {{ ref('dwd_charge_segment') }} as s
-    ) as q
-),
-
-segments as (
+throughput as (
+    -- every segment (eligible or not), with the vehicle's charged Ah up to and including it
     select
         s.vin,
         s.start_time,
@@ -53,18 +33,23 @@ segments as (
         s.mean_temp_c,
         s.max_temp_c,
         s.start_odometer_km,
-        cb.ah_since_full_charge
+        s.is_soh_eligible,
+        s.ineligible_reason,
+        sum(s.charged_ah) over (
+            partition by s.vin order by s.start_time rows between unbounded preceding and current row
+        ) as cum_ah
     from {{ ref('dwd_charge_segment') }} as s
-    inner join calibration as cb on s.vin = cb.vin and s.start_time = cb.start_time
-    -- SOH-eligible segments, and those that miss only the SOC window or the ΔSOC threshold of
-    -- get_charge but still span soh_label_min_delta_soc: a narrower window is a noisier label,
-    -- which the SOH model weights by its ΔSOC instead of dropping
-    where
-        s.is_soh_eligible
-        or (
-            s.ineligible_reason in ('start_soc_high', 'end_soc_low', 'delta_soc_small')
-            and s.delta_soc_pct >= {{ var('soh_label_min_delta_soc') }}
-        )
+),
+
+segments as (
+    -- BMS SOC is a coulomb count recalibrated at a full charge: its error grows with the charge
+    -- throughput since the vehicle's last full charge
+    select
+        t.*,
+        t.cum_ah - t.charged_ah - max(case when t.end_soc_pct >= 100 then t.cum_ah end) over (
+            partition by t.vin order by t.start_time rows between unbounded preceding and 1 preceding
+        ) as ah_since_full_charge
+    from throughput as t
 ),
 
 calibrated as (
@@ -80,6 +65,15 @@ calibrated as (
     from segments as sg
     inner join {{ ref('dws_vehicle') }} as v on sg.vin = v.vin
     left join {{ ref('dwd_vehicle_current_offset') }} as o on sg.vin = o.vin
+    -- SOH-eligible segments, and those that miss only the SOC window or the ΔSOC threshold of
+    -- get_charge but still span soh_label_min_delta_soc: a narrower window is a noisier label,
+    -- which the SOH model weights by its ΔSOC instead of dropping
+    where
+        sg.is_soh_eligible
+        or (
+            sg.ineligible_reason in ('start_soc_high', 'end_soc_low', 'delta_soc_small')
+            and sg.delta_soc_pct >= {{ var('soh_label_min_delta_soc') }}
+        )
 ),
 
 observed as (
