@@ -233,12 +233,7 @@ def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w:
         # running sums within each vehicle (not one fleet-wide sum minus its value at the
         # vehicle's start: a vehicle's result must not depend on which others share the batch)
         cum = pd.DataFrame(cols).groupby(oc, sort=False).cumsum().to_numpy()
-        # last observation at or before (strictly before) each query, of the same vehicle
-        key_o = oc.astype(float) * 1e7 + obs_day
-        key_q = qc.astype(float) * 1e7 + q_day
-        pos = np.searchsorted(key_o, key_q, side="left" if strict else "right") - 1
-        p = np.clip(pos, 0, None)
-        ok = (qc >= 0) & (pos >= 0) & (oc[p] == qc)
+        p, ok = _last_at_or_before(oc, obs_day, qc, q_day, strict)
         decay = np.exp(-lam * (q_day - first[np.clip(qc, 0, None)]))
         stats = np.where(ok[:, None], cum[p] * np.c_[np.repeat(decay[:, None], 5, axis=1),
                                                      np.ones(n_q)], 0.0)
@@ -313,11 +308,6 @@ class PopulationModel:
         return 0.5 * (self.ridge.predict(self.basis.transform(x)) + self.hgb.predict(x))
 
 
-def _fit_population(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, seed: int, vehicles: int,
-                    categories: dict) -> PopulationModel:
-    return PopulationModel(x, y, w, seed, vehicles, categories)
-
-
 def _codes(obs_vin: np.ndarray, q_vin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes of the observations' VINs (sorted order) and of the queries' (-1: none)."""
     u = np.unique(np.asarray(obs_vin, dtype=object))
@@ -328,6 +318,17 @@ def _codes(obs_vin: np.ndarray, q_vin: np.ndarray) -> tuple[np.ndarray, np.ndarr
     qc = np.searchsorted(u, qv)
     found = (qc < u.size) & (u[np.clip(qc, 0, u.size - 1)] == qv)
     return oc, np.where(found, qc, -1).astype(np.int64)
+
+
+def _last_at_or_before(o_code: np.ndarray, o_day: np.ndarray, q_code: np.ndarray,
+                       q_day: np.ndarray, strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each query's vehicle's last row on or before (strict: before) its day, rows
+    sorted by (code, day); and whether there is one."""
+    key_o = o_code.astype(float) * 1e7 + o_day
+    key_q = q_code.astype(float) * 1e7 + q_day
+    pos = np.searchsorted(key_o, key_q, side="left" if strict else "right") - 1
+    p = np.clip(pos, 0, None)
+    return p, (q_code >= 0) & (pos >= 0) & (o_code[p] == q_code)
 
 
 def _valid_observations(obs: pd.DataFrame) -> pd.DataFrame:
@@ -415,7 +416,7 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
 
     # pass 1: population model; per-vehicle level + SOC-gain fits; condition correction and
     # noise model on what the vehicle's own state does not explain
-    f1 = _fit_population(x, y, w0, settings.seed, n_veh, categories)
+    f1 = PopulationModel(x, y, w0, settings.seed, n_veh, categories)
     ref = f1.predict(x)
     u, unknown = drift_design(tr, ref, settings.drift_max_efc)
     cond = condition_matrix(tr)
@@ -440,7 +441,7 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     oof = np.full(len(tr), np.nan)
     for k, (a, b) in enumerate(GroupKFold(n_splits=folds).split(x, y_c, groups=vin)):
         ka = a[keep[a]]
-        est = _fit_population(x.iloc[ka], y_c[ka], w[ka], settings.seed + k,
+        est = PopulationModel(x.iloc[ka], y_c[ka], w[ka], settings.seed + k,
                               len(np.unique(vin[ka])), categories)
         oof[b] = est.predict(x.iloc[b])
     r_oof = y_c - oof
@@ -458,8 +459,8 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
         prod = kr[first] * kr[first + 1] - ku[first] * ku[first + 1] * gain_var
         tau2 = max(float(np.mean(prod)), 0.05)
 
-    # half-life, and the interval scale: one-step-ahead prediction of each next observation
-    # of vehicles the fold's population model never saw
+    # half-life: one-step-ahead prediction of each next observation of vehicles the fold's
+    # population model never saw
     best = None
     for h in settings.half_lives_days:
         post = posterior_at(vin[keep], day[keep], r_oof[keep], w[keep], u_oof[keep], vin, day,
@@ -472,7 +473,7 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     var_state = (post["var_b"] + u_oof**2 * post["var_g"] + 2 * u_oof * post["cov_bg"])[keep]
     inside = np.abs(e) <= Z90 * np.sqrt(var_state + s2[keep])
 
-    population = _fit_population(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
+    population = PopulationModel(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
                                  n_veh, categories)
     metrics = {
         "training_vehicles": int(n_veh),
@@ -499,8 +500,8 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
                      drift_max_efc=settings.drift_max_efc,
                      half_life_days=float(half_life),
                      metrics=metrics)
-    digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life,
-                                        ), protocol=5)).hexdigest()[:8]
+    digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life),
+                                       protocol=5)).hexdigest()[:8]
     model.version = f"soh-{trained_through}-{digest}"
     return model
 
@@ -556,10 +557,7 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         last["day"] = _day_number(last["start_date"])
         last = last.sort_values(["vin", "day"], ignore_index=True)
         lvin, lq = _codes(last["vin"].to_numpy(object), q_vin)
-        key_o = lvin.astype(float) * 1e7 + last["day"].to_numpy(float)
-        pos = np.searchsorted(key_o, lq.astype(float) * 1e7 + q_day, side="right") - 1
-        p = np.clip(pos, 0, None)
-        okp = (lq >= 0) & (pos >= 0) & (lvin[p] == lq)
+        p, okp = _last_at_or_before(lvin, last["day"].to_numpy(float), lq, q_day)
         last_date = np.where(okp, last["start_date"].to_numpy()[p], None)
         same_day = okp & (last["day"].to_numpy(float)[p] == q_day)
         raw = np.where(same_day, last["raw"].to_numpy(float)[p], np.nan)
