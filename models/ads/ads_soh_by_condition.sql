@@ -1,9 +1,10 @@
 -- SOH by operating condition for BI: capacity observations grouped by pack temperature band,
--- charger type (AC/DC), C-rate band and season, per vehicle, per vehicle model and for the
+-- charger type (AC/DC; none for discharge windows), C-rate band, season and label type
+-- (charge / discharge), per vehicle, per vehicle model and for the
 -- fleet. deviation_pp = label - the model's SOH of that vehicle-day: how much capacity a
 -- condition shows against the vehicle's estimated health (cold charges show less).
 
-{%- set conditions = ['temperature_band', 'charger_type', 'c_rate_band', 'season'] -%}
+{%- set conditions = ['temperature_band', 'charger_type', 'c_rate_band', 'season', 'observation_type'] -%}
 {%- set scopes = [('vehicle', 'l.vin'), ('vehicle_model', 'l.vehicle_model'), ('fleet', "'ALL'")] %}
 
 with
@@ -16,6 +17,7 @@ labelled as (
         o.charger_type,
         o.c_rate_band,
         o.season,
+        o.observation_type,
         o.soh_obs_pct,
         o.soh_obs_pct - s.soh_pct as deviation_pp
     from {{ ref('dwd_capacity_observation') }} as o

@@ -1,7 +1,15 @@
--- Capacity observations (SOH labels), one row per SOH-eligible charge segment (and per segment
--- missing only get_charge's SOC window or ΔSOC threshold with soh_label_min_delta_soc points):
--- C = offset-calibrated |I| dt / (delta SOC / 100), SOH_obs = C / rated capacity.
--- A table rebuilt on every run (one narrow row per segment, small next to the frames) so that
+-- Capacity observations (SOH labels) from both directions of the coulomb count:
+--   charge:    one row per SOH-eligible charge segment (and per segment missing only get_charge's
+--              SOC window or ΔSOC threshold with soh_label_min_delta_soc points):
+--              C = offset-calibrated |I| dt / (delta SOC / 100);
+--   discharge: one row per discharge window, the trips of one vehicle and day between two
+--              charges, spanning at least soh_label_min_delta_soc points of SOC:
+--              C = offset-calibrated net discharged Ah (out - regenerated) / (SOC drop / 100).
+--              A vehicle that drives before its first charge has a label on its first day, and
+--              the BMS's SOC-counter gain error biases a discharge label the opposite way to a
+--              partial charge's (the SOH model uses both).
+-- SOH_obs = C / rated capacity.
+-- A table rebuilt on every run (one narrow row per label, small next to the frames) so that
 -- every observation uses the current-sensor offset as known today: the offset estimate sharpens
 -- as charge-complete frames accumulate. Observations failing a capacity screen are kept with
 -- capacity_reject_reason; the temperature correction is learnt from the data by the SOH model
@@ -52,16 +60,36 @@ segments as (
     from throughput as t
 ),
 
-calibrated as (
+charge_labels as (
     select
-        sg.*,
-        v.rated_capacity_ah,
-        v.chemistry,
+        'charge' as observation_type,
+        sg.vin,
+        sg.start_time,
+        sg.start_date,
+        sg.end_time,
+        sg.duration_s,
         v.vehicle_model,
+        v.chemistry,
+        v.rated_capacity_ah,
+        sg.charger_type,
+        sg.start_soc_pct,
+        sg.end_soc_pct,
+        sg.delta_soc_pct,
+        sg.end_soc_pct >= 100 as is_full_charge,
+        sg.charged_ah as measured_ah,
         o.current_offset_a,
         -- the Hall sensor reads I + offset; charging current is negative, so |I| read is short
         -- by the offset for every second the charge integral covers
-        sg.charged_ah + coalesce(o.current_offset_a, 0) * sg.charging_s / 3600 as charged_ah_calibrated
+        sg.charged_ah + coalesce(o.current_offset_a, 0) * sg.charging_s / 3600 as measured_ah_calibrated,
+        sg.mean_c_rate,
+        sg.max_c_rate,
+        sg.min_temp_c,
+        sg.mean_temp_c,
+        sg.max_temp_c,
+        sg.start_odometer_km,
+        sg.ah_since_full_charge,
+        0 as soc_discontinuity_pct,
+        1 as run_count
     from segments as sg
     inner join {{ ref('dws_vehicle') }} as v on sg.vin = v.vin
     left join {{ ref('dwd_vehicle_current_offset') }} as o on sg.vin = o.vin
@@ -76,17 +104,151 @@ calibrated as (
         )
 ),
 
+events as (
+    -- trips and charge segments in time order: the charges a vehicle has had before each trip,
+    -- and its charged Ah since the last full charge
+    select
+        t.vin,
+        t.start_time,
+        cast(t.start_date as date) as start_date,
+        t.end_time,
+        t.duration_s,
+        t.start_soc_pct,
+        t.end_soc_pct,
+        t.ah_out - t.ah_regen as net_ah,
+        t.min_temp_c,
+        t.mean_temp_c,
+        t.max_temp_c,
+        t.start_odometer_km,
+        0 as is_charge,
+        cast(0 as double) as charged_ah,
+        false as is_full
+    from {{ ref('dwd_drive_trip') }} as t
+    union all
+    select
+        s.vin,
+        s.start_time,
+        s.start_date,
+        s.end_time,
+        s.duration_s,
+        s.start_soc_pct,
+        s.end_soc_pct,
+        cast(null as double) as net_ah,
+        s.min_temp_c,
+        s.mean_temp_c,
+        s.max_temp_c,
+        s.start_odometer_km,
+        1 as is_charge,
+        s.charged_ah,
+        s.end_soc_pct >= 100 as is_full
+    from throughput as s
+),
+
+ordered as (
+    select
+        e.*,
+        sum(e.is_charge) over (
+            partition by e.vin order by e.start_time rows between unbounded preceding and current row
+        ) as charge_no,
+        sum(e.charged_ah) over (
+            partition by e.vin order by e.start_time rows between unbounded preceding and current row
+        ) as cum_ah
+    from events as e
+),
+
+trip_runs as (
+    select
+        o.*,
+        -- charged Ah at the end of the last full charge so far (null before the first)
+        max(case when o.is_full then o.cum_ah end) over (
+            partition by o.vin order by o.start_time rows between unbounded preceding and current row
+        ) as full_cum_ah
+    from ordered as o
+),
+
+windows as (
+    -- one discharge window per vehicle, day and stretch between two charges
+    select
+        r.vin,
+        r.start_date,
+        r.charge_no,
+        min(r.start_time) as start_time,
+        max(r.end_time) as end_time,
+        sum(r.duration_s) as driving_s,
+        {{ first_non_null('r.start_soc_pct', 'r.start_time') }} as start_soc_pct,
+        {{ last_non_null('r.end_soc_pct', 'r.start_time') }} as end_soc_pct,
+        -- the SOC the trips used one by one: it differs from the window's drop when the BMS
+        -- re-anchored its SOC while the vehicle was parked between two trips
+        sum(r.start_soc_pct - r.end_soc_pct) as trips_soc_used_pct,
+        -- fixed point: a float sum in whatever order the rows come would differ from run to run
+        -- in its last bits
+        {{ exact_sum('r.net_ah', 6) }} as net_ah,
+        min(r.min_temp_c) as min_temp_c,
+        {{ exact_sum('r.mean_temp_c * r.duration_s', 3) }}
+        / nullif(sum(case when r.mean_temp_c is not null then r.duration_s end), 0) as mean_temp_c,
+        max(r.max_temp_c) as max_temp_c,
+        {{ first_non_null('r.start_odometer_km', 'r.start_time') }} as start_odometer_km,
+        min(r.cum_ah - r.full_cum_ah) as ah_since_full_charge,
+        count(*) as run_count
+    from trip_runs as r
+    where r.is_charge = 0
+    group by r.vin, r.start_date, r.charge_no
+),
+
+discharge_labels as (
+    select
+        'discharge' as observation_type,
+        w.vin,
+        w.start_time,
+        w.start_date,
+        w.end_time,
+        {{ epoch_seconds('w.end_time') }} - {{ epoch_seconds('w.start_time') }} as duration_s,
+        v.vehicle_model,
+        v.chemistry,
+        v.rated_capacity_ah,
+        'none' as charger_type,
+        w.start_soc_pct,
+        w.end_soc_pct,
+        w.start_soc_pct - w.end_soc_pct as delta_soc_pct,
+        false as is_full_charge,
+        w.net_ah as measured_ah,
+        o.current_offset_a,
+        -- discharge current is positive: the Ah read is long by the offset for every second
+        w.net_ah - coalesce(o.current_offset_a, 0) * w.driving_s / 3600 as measured_ah_calibrated,
+        (w.net_ah - coalesce(o.current_offset_a, 0) * w.driving_s / 3600)
+        / nullif(w.driving_s / 3600, 0) / v.rated_capacity_ah as mean_c_rate,
+        cast(null as double) as max_c_rate,
+        w.min_temp_c,
+        w.mean_temp_c,
+        w.max_temp_c,
+        w.start_odometer_km,
+        w.ah_since_full_charge,
+        abs(w.trips_soc_used_pct - (w.start_soc_pct - w.end_soc_pct)) as soc_discontinuity_pct,
+        w.run_count
+    from windows as w
+    inner join {{ ref('dws_vehicle') }} as v on w.vin = v.vin
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on w.vin = o.vin
+    where w.start_soc_pct - w.end_soc_pct >= {{ var('soh_label_min_delta_soc') }}
+),
+
+calibrated as (
+    select * from charge_labels
+    union all
+    select * from discharge_labels
+),
+
 observed as (
     select
         c.*,
-        c.charged_ah_calibrated / (c.delta_soc_pct / 100) as capacity_ah,
-        100 * c.charged_ah_calibrated / (c.delta_soc_pct / 100) / c.rated_capacity_ah as soh_obs_pct
+        c.measured_ah_calibrated / (c.delta_soc_pct / 100) as capacity_ah,
+        100 * c.measured_ah_calibrated / (c.delta_soc_pct / 100) / c.rated_capacity_ah as soh_obs_pct
     from calibrated as c
 )
 
 select
     o.vin,
     o.start_time,
+    o.observation_type,
     o.start_date,
     o.end_time,
     o.duration_s,
@@ -96,11 +258,12 @@ select
     o.start_soc_pct,
     o.end_soc_pct,
     o.delta_soc_pct,
-    o.end_soc_pct >= 100 as is_full_charge,
-    o.charged_ah,
+    o.is_full_charge,
+    o.measured_ah,
     o.current_offset_a,
     o.current_offset_a is not null as is_offset_calibrated,
-    o.charged_ah_calibrated,
+    o.measured_ah_calibrated,
+    o.run_count,
     o.rated_capacity_ah,
     o.capacity_ah,
     o.soh_obs_pct,
@@ -135,6 +298,7 @@ select
         else 'autumn'
     end as season,
     case
+        when o.soc_discontinuity_pct > {{ var('soh_max_soc_discontinuity_pct') }} then 'soc_discontinuity'
         when o.min_temp_c is null or o.max_temp_c is null then 'temperature_unknown'
         when o.min_temp_c < {{ t_min }} or o.max_temp_c > {{ t_max }} then 'temperature_out_of_band'
         when o.mean_c_rate < {{ var('soh_min_c_rate') }} then 'current_too_low'

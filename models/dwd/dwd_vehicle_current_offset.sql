@@ -10,8 +10,11 @@ stats as (
     select
         d.vin,
         sum(d.zero_current_frames) as n,
-        sum(d.zero_current_sum_a) as s,
-        sum(d.zero_current_sumsq_a2) as ss
+        -- fixed point: the daily sums are exact decimals, and a float sum in whatever order the
+        -- rows come would move the offset in its last bits from run to run (and with it every
+        -- label and the hash of a retrained SOH model)
+        {{ exact_sum('d.zero_current_sum_a', 3) }} as s,
+        {{ exact_sum('d.zero_current_sumsq_a2', 4) }} as ss
     from {{ ref('dwd_vehicle_daily') }} as d
     group by d.vin
 )

@@ -61,7 +61,7 @@ CATEGORICAL = ("chemistry", "vehicle_model")
 FEATURE_COLUMNS = tuple(c for c, _ in FEATURES)
 # observation columns (dwd_capacity_observation) the model reads
 OBSERVATION_COLUMNS = (
-    "vin", "start_time", "start_date", "charger_type", "delta_soc_pct",
+    "vin", "start_time", "start_date", "observation_type", "charger_type", "delta_soc_pct",
     "is_full_charge", "efc_since_full_charge", "mean_temp_c", "mean_c_rate", "soh_obs_pct",
     "capacity_reject_reason",
 )
@@ -97,9 +97,10 @@ class SohModel:
     categories: dict  # categorical feature -> list of known levels
     feature_priors: dict  # SHRUNK_FEATURES -> the training fleet's median
     correction_coef: np.ndarray  # coefficients over condition_matrix()
-    noise: tuple  # (a, b, c_partial, c_full) of _noise_var
+    noise: tuple  # (a, b, c_partial, c_full, a_discharge, b_discharge) of _noise_var
     tau2: float  # prior variance of a vehicle's level offset, pp^2
     gain_var: float  # prior variance of its BMS SOC gain error, (% SOC per EFC)^2
+    disch_var: float  # prior variance of its discharge windows' offset from its charges, pp^2
     drift_max_efc: float  # SohSettings.drift_max_efc it was trained with
     half_life_days: float
     metrics: dict = field(default_factory=dict)
@@ -161,10 +162,14 @@ def _feature_priors(features: pd.DataFrame) -> dict:
             for c in SHRUNK_FEATURES}
 
 
+def _is_discharge(obs: pd.DataFrame) -> np.ndarray:
+    return (obs["observation_type"].astype("str") == "discharge").to_numpy()
+
+
 def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
     """Condition covariates of a capacity label: temperature below / above 25 degC (piecewise
-    linear), DC charger, mean C-rate, 1/ΔSOC and a full charge. Centred so that g = 0 at
-    25 degC, AC, 0.3 C, ΔSOC 50, not full."""
+    linear), DC charger, mean C-rate, 1/ΔSOC, a full charge and a discharge window. Centred so
+    that g = 0 at 25 degC, an AC charge, 0.3 C, ΔSOC 50, not full."""
     t = pd.to_numeric(obs["mean_temp_c"], errors="coerce").fillna(25.0).to_numpy(float)
     return np.column_stack([
         np.minimum(t - 25.0, 0.0),
@@ -173,15 +178,19 @@ def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
         pd.to_numeric(obs["mean_c_rate"], errors="coerce").fillna(0.3).to_numpy(float) - 0.3,
         50.0 / obs["delta_soc_pct"].to_numpy(float) - 1.0,
         obs["is_full_charge"].astype("bool").to_numpy(float),
+        _is_discharge(obs).astype(float),
     ])
 
 
-def _noise_var(noise: tuple, delta_soc: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-    """sigma_i^2 = a + b / ΔSOC² (+ c_partial or c_full when the label's SOC drift is not
-    modelled: unknown = 1 for a partial charge, 2 for a full one)."""
-    a, b, c_partial, c_full = noise
+def _noise_var(noise: tuple, delta_soc: np.ndarray, unknown: np.ndarray,
+               discharge: np.ndarray) -> np.ndarray:
+    """sigma_i^2 = a + b / ΔSOC² for a charge, a_d + b_d / ΔSOC² for a discharge window (its
+    integral runs over hours of varying current and rests), + c_partial or c_full when the
+    label's SOC drift is not modelled (unknown = 1 partial charge or discharge, 2 full)."""
+    a, b, c_partial, c_full, a_d, b_d = noise
     unknown = np.asarray(unknown)
-    return (a + b / np.square(np.asarray(delta_soc, float))
+    inv = 1.0 / np.square(np.asarray(delta_soc, float))
+    return (np.where(discharge, a_d + b_d * inv, a + b * inv)
             + np.where(unknown == 1, c_partial, 0.0) + np.where(unknown == 2, c_full, 0.0))
 
 
@@ -195,7 +204,9 @@ def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray,
     label, per unit of g. A partial charge's ΔSOC is counted by the biased counter itself
     (u = -SOH/200). A full charge ends recalibrated at 100 % but starts from a SOC that drifted
     by g x the throughput since the last full charge, in cycles E = (charged Ah since it) / C +
-    ΔSOC / 200 (the discharge down to the start): u = +SOH x E / ΔSOC.
+    ΔSOC / 200 (the discharge down to the start): u = +SOH x E / ΔSOC. A discharge window's SOC
+    drop is counted by the same counter while the throughput grows, so its bias is the partial
+    charge's with the other sign (u = +SOH/200).
 
     A BMS also re-anchors its SOC (rests, voltage limits), so the drift stops growing somewhere:
     the linear model is used up to max_efc of throughput since the last full charge; beyond it,
@@ -205,46 +216,81 @@ def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray,
     dsoc = obs["delta_soc_pct"].to_numpy(float)
     e = pd.to_numeric(obs["efc_since_full_charge"], errors="coerce").to_numpy(float) + dsoc / 200
     known = np.isfinite(e) & (e <= max_efc)
-    u = np.where(full, soh_ref * np.nan_to_num(e) / dsoc, -soh_ref / 200.0)
+    u = np.where(full, soh_ref * np.nan_to_num(e) / dsoc,
+                 np.where(_is_discharge(obs), soh_ref / 200.0, -soh_ref / 200.0))
     unknown = np.where(known, 0, np.where(full, 2, 1))
     return np.where(known, u, 0.0), unknown
 
 
+def label_design(obs: pd.DataFrame, soh_ref: np.ndarray,
+                 max_efc: float) -> tuple[np.ndarray, np.ndarray]:
+    """How each label depends on the vehicle's state (b, g, d): r_i = b + g·u_i + d·v_i + noise.
+    b is the level offset, g the BMS SOC-counter gain error (drift_design), d what discharge
+    windows read off the vehicle's charges (v = 1 for a discharge window: its hours of
+    fluctuating current, regeneration and rests between trips integrate differently from a
+    charge, by an amount of its own per vehicle). Returns (H, n x 3; unknown of drift_design)."""
+    u, unknown = drift_design(obs, soh_ref, max_efc)
+    return np.column_stack([np.ones(len(u)), u, _is_discharge(obs).astype(float)]), unknown
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(k) for j in range(i, k)]
+
+
+def _precision(stats: np.ndarray, k: int, prior_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, rhs) from the sufficient statistics [Σw·h_i·h_j (i <= j)..., Σw·h_i·r...]."""
+    P = np.zeros((len(stats), k, k))
+    for c, (i, j) in enumerate(_pairs(k)):
+        P[:, i, j] = P[:, j, i] = stats[:, c]
+    P += np.diag(1.0 / np.asarray(prior_var, float))
+    return P, stats[:, len(_pairs(k)):len(_pairs(k)) + k]
+
+
+def _stat_columns(H: np.ndarray, resid: np.ndarray, w: np.ndarray) -> np.ndarray:
+    k = H.shape[1]
+    return np.column_stack([w * H[:, i] * H[:, j] for i, j in _pairs(k)]
+                           + [w * H[:, i] * resid for i in range(k)])
+
+
 def posterior_at(obs_vin: np.ndarray, obs_day: np.ndarray, resid: np.ndarray, w: np.ndarray,
-                 u: np.ndarray, q_vin: np.ndarray, q_day: np.ndarray, half_life: float,
-                 tau2: float, gain_var: float, strict: bool = False) -> dict:
-    """Posterior of each query vehicle's state (level offset b, SOC gain error g) from that
-    vehicle's observations up to the query day (strict: before it), with the model
-    r_i = b + g·u_i + noise_i, priors b ~ N(0, tau2), g ~ N(0, gain_var), and exponential
-    forgetting (half-life in days) of old observations. obs_* sorted by (vin, day).
+                 H: np.ndarray, q_vin: np.ndarray, q_day: np.ndarray, half_life: float,
+                 prior_var: np.ndarray, strict: bool = False) -> dict:
+    """Posterior of each query vehicle's state from that vehicle's observations up to the query
+    day (strict: before it), with the model r_i = H_i · theta + noise_i, independent priors
+    theta_k ~ N(0, prior_var_k), and exponential forgetting (half-life in days) of old
+    observations. obs_* sorted by (vin, day). Returns mean (n_q x k), cov (n_q x k x k), n.
 
     Vectorized with per-vehicle cumulative sums of the weighted sufficient statistics."""
     lam = np.log(2.0) / half_life
+    k = H.shape[1]
     n_q = len(q_day)
     oc, qc = _codes(obs_vin, q_vin)
-    stats = np.zeros((n_q, 6))  # Σw, Σwu, Σwu², Σwr, Σwur, n
+    n_stats = len(_pairs(k)) + k
+    stats = np.zeros((n_q, n_stats))
+    n = np.zeros(n_q)
     if oc.size:
         starts = np.r_[0, np.flatnonzero(np.diff(oc)) + 1]
         first = np.zeros(oc.max() + 1)
         first[oc[starts]] = obs_day[starts]
         # the time origin of each vehicle is its first observation: exp() stays finite
         e = w * np.exp(lam * (obs_day - first[oc]))
-        cols = np.column_stack([e, e * u, e * u * u, e * resid, e * u * resid, np.ones_like(e)])
+        cols = np.column_stack([_stat_columns(H, resid, e), np.ones_like(e)])
         # running sums within each vehicle (not one fleet-wide sum minus its value at the
         # vehicle's start: a vehicle's result must not depend on which others share the batch)
         cum = pd.DataFrame(cols).groupby(oc, sort=False).cumsum().to_numpy()
         p, ok = _last_at_or_before(oc, obs_day, qc, q_day, strict)
         decay = np.exp(-lam * (q_day - first[np.clip(qc, 0, None)]))
-        stats = np.where(ok[:, None], cum[p] * np.c_[np.repeat(decay[:, None], 5, axis=1),
-                                                     np.ones(n_q)], 0.0)
-    p00 = 1.0 / tau2 + stats[:, 0]
-    p01 = stats[:, 1]
-    p11 = 1.0 / gain_var + stats[:, 2]
-    det = p00 * p11 - p01 * p01
-    b = (p11 * stats[:, 3] - p01 * stats[:, 4]) / det
-    g = (p00 * stats[:, 4] - p01 * stats[:, 3]) / det
-    return {"b": b, "g": g, "var_b": p11 / det, "var_g": p00 / det, "cov_bg": -p01 / det,
-            "n": stats[:, 5]}
+        stats = np.where(ok[:, None], cum[p, :n_stats] * decay[:, None], 0.0)
+        n = np.where(ok, cum[p, n_stats], 0.0)
+    P, rhs = _precision(stats, k, prior_var)
+    cov = np.linalg.inv(P)
+    return {"mean": np.einsum("qij,qj->qi", cov, rhs), "cov": cov, "n": n}
+
+
+def predict_label(post: dict, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the state predicts for labels of design H (one per query), and its variance."""
+    return (np.einsum("qi,qi->q", H, post["mean"]),
+            np.einsum("qi,qij,qj->q", H, post["cov"], H))
 
 
 # ------------------------------------------------------------------------------------------
@@ -343,45 +389,53 @@ def _rolling_median(obs: pd.DataFrame, n: int) -> np.ndarray:
             .rolling(n, min_periods=1).median().to_numpy())
 
 
-def _per_vehicle_fit(vin: np.ndarray, u: np.ndarray, r: np.ndarray, w: np.ndarray,
-                     ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
-    """Weighted least squares r = b_v + g_v·u per vehicle (all its observations, no prior).
-    Returns (fitted r, b_v per obs, g_v per obs, per-vehicle table with b, g, their sampling
-    variances and n)."""
-    df = pd.DataFrame({"vin": vin, "w": w, "wu": w * u, "wuu": w * u * u, "wr": w * r,
-                       "wur": w * u * r, "n": 1.0})
+def _per_vehicle_fit(vin: np.ndarray, H: np.ndarray, r: np.ndarray, w: np.ndarray,
+                     ridge: float = 1e-3) -> tuple[np.ndarray, pd.DataFrame]:
+    """Weighted least squares r = H · theta_v per vehicle (all its observations, no prior but a
+    small ridge). Returns (fitted r, per-vehicle table: theta_k, var_k, n, n per kind)."""
+    k = H.shape[1]
+    cols = _stat_columns(H, r, w)
+    df = pd.DataFrame(cols).assign(vin=vin, n=1.0, n_discharge=H[:, -1] if k > 2 else 0.0)
     g = df.groupby("vin", sort=False).sum()
-    p00, p01, p11 = g["w"] + ridge, g["wu"], g["wuu"] + ridge
-    det = p00 * p11 - p01 * p01
-    per = pd.DataFrame({"b": (p11 * g["wr"] - p01 * g["wur"]) / det,
-                        "g": (p00 * g["wur"] - p01 * g["wr"]) / det,
-                        "var_b": p11 / det, "var_g": p00 / det, "n": g["n"]})
-    bb = per["b"].reindex(vin).to_numpy()
-    gg = per["g"].reindex(vin).to_numpy()
-    return bb + gg * u, bb, gg, per
+    P, rhs = _precision(g.iloc[:, :cols.shape[1]].to_numpy(), k, np.full(k, 1.0 / ridge))
+    cov = np.linalg.inv(P)
+    theta = np.einsum("qij,qj->qi", cov, rhs)
+    per = pd.DataFrame({"n": g["n"].to_numpy(), "n_discharge": g["n_discharge"].to_numpy()},
+                       index=g.index)
+    for i, name in enumerate(("b", "g", "d")[:k]):
+        per[name] = theta[:, i]
+        per[f"var_{name}"] = cov[:, i, i]
+    pos = per.index.get_indexer(vin)
+    return np.einsum("qi,qi->q", H, theta[pos]), per
 
 
-def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray,
-               dof: np.ndarray) -> tuple[float, float, float, float]:
-    """sigma^2 = a + b / ΔSOC² (+ c_partial / c_full for labels whose drift is not modelled),
-    least squares on squared residuals of the per-vehicle fits (scaled by n / (n - 2) for the
-    two fitted parameters)."""
+def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray, dof: np.ndarray,
+               discharge: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """sigma^2 = a + b / ΔSOC² per kind of label (charge, discharge window), + c_partial /
+    c_full for labels whose drift is not modelled; least squares on squared residuals of the
+    per-vehicle fits (scaled by n / (n - 2) for the two fitted parameters)."""
     r2 = np.square(e) * dof
     r2 = np.minimum(r2, np.quantile(r2, 0.99)) if r2.size else r2  # one wild label
-    k = unknown == 0
-    if k.sum() >= 3:
-        A = np.column_stack([np.ones(k.sum()), 1.0 / np.square(dsoc[k])])
-        (a, b), *_ = np.linalg.lstsq(A, r2[k], rcond=None)
-    else:
-        a, b = float(np.mean(r2)) if r2.size else 1.0, 0.0
-    b = max(float(b), 0.0)
-    a = max(float(a), 0.01)
+
+    def level(kind: np.ndarray) -> tuple[float, float] | None:
+        k = kind & (unknown == 0)
+        if k.sum() >= 3:
+            A = np.column_stack([np.ones(k.sum()), 1.0 / np.square(dsoc[k])])
+            (a, b), *_ = np.linalg.lstsq(A, r2[k], rcond=None)
+        elif kind.any():
+            a, b = float(np.mean(r2[kind])), 0.0
+        else:
+            return None
+        return max(float(a), 0.01), max(float(b), 0.0)
+
+    a, b = level(~discharge) or (float(np.mean(r2)) if r2.size else 1.0, 0.0)
+    a_d, b_d = level(discharge) or (a, b)
+    base = np.where(discharge, a_d + b_d / np.square(dsoc), a + b / np.square(dsoc))
     extra = []
     for kind in (1, 2):
         m = unknown == kind
-        extra.append(max(float(np.mean(r2[m] - a - b / np.square(dsoc[m]))), 0.0)
-                     if m.any() else 0.0)
-    return a, b, extra[0], extra[1]
+        extra.append(max(float(np.mean(r2[m] - base[m])), 0.0) if m.any() else 0.0)
+    return a, b, extra[0], extra[1], a_d, b_d
 
 
 def _moment_var(est: pd.Series, sampling_var: pd.Series, floor: float) -> float:
@@ -418,20 +472,24 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     # noise model on what the vehicle's own state does not explain
     f1 = PopulationModel(x, y, w0, settings.seed, n_veh, categories)
     ref = f1.predict(x)
-    u, unknown = drift_design(tr, ref, settings.drift_max_efc)
+    H, unknown = label_design(tr, ref, settings.drift_max_efc)
     cond = condition_matrix(tr)
-    fit1, *_ = _per_vehicle_fit(vin, u, y - ref, w0)
+    # (b, g) only: the fleet-wide difference of discharge windows from charges stays in the
+    # residuals for the condition correction to learn; d is each vehicle's deviation from it
+    fit1, _ = _per_vehicle_fit(vin, H[:, :2], y - ref, w0)
     within = y - ref - fit1
     ridge = Ridge(alpha=1.0, fit_intercept=False).fit(cond, within, sample_weight=w0)
     coef = ridge.coef_.astype(float)
     y_c = y - cond @ coef
-    fit2, _, _, per = _per_vehicle_fit(vin, u, y_c - ref, w0)
+    fit2, per = _per_vehicle_fit(vin, H, y_c - ref, w0)
     n_v = per["n"].reindex(vin).to_numpy()
-    dof = np.where(n_v > 2, n_v / np.maximum(n_v - 2, 1), np.nan)
+    n_par = np.where(per["n_discharge"].reindex(vin).to_numpy() > 0, 3, 2)
+    dof = np.where(n_v > n_par, n_v / np.maximum(n_v - n_par, 1), np.nan)
     e2 = y_c - ref - fit2
     okn = np.isfinite(dof)
-    noise = _fit_noise(e2[okn], dsoc[okn], unknown[okn], dof[okn])
-    s2 = _noise_var(noise, dsoc, unknown)
+    discharge = _is_discharge(tr)
+    noise = _fit_noise(e2[okn], dsoc[okn], unknown[okn], dof[okn], discharge[okn])
+    s2 = _noise_var(noise, dsoc, unknown, discharge)
     w = 1.0 / s2
     keep = ~(np.isfinite(dof) & (np.abs(e2) * np.sqrt(np.nan_to_num(dof, nan=1.0))
                                  > settings.outlier_z * np.sqrt(s2)))
@@ -445,32 +503,37 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
                               len(np.unique(vin[ka])), categories)
         oof[b] = est.predict(x.iloc[b])
     r_oof = y_c - oof
-    u_oof, _ = drift_design(tr, oof, settings.drift_max_efc)
+    H_oof, _ = label_design(tr, oof, settings.drift_max_efc)
     # priors of the vehicle state: between-vehicle spread of the per-vehicle fits
-    _, _, _, per = _per_vehicle_fit(vin[keep], u_oof[keep], r_oof[keep], w[keep])
+    _, per = _per_vehicle_fit(vin[keep], H_oof[keep], r_oof[keep], w[keep])
     gain_var = _moment_var(per["g"], per["var_g"], 0.01)
+    # d is identified on vehicles with enough labels of both kinds
+    both = (per["n_discharge"] >= 5) & (per["n"] - per["n_discharge"] >= 5)
+    disch_var = _moment_var(per.loc[both, "d"], per.loc[both, "var_d"], 0.01)
     # the level prior is what the population model misses on a vehicle it has not seen: the
     # residuals of its first two observations share that miss but not their label noise, so
-    # E[r1·r2] = tau² + u1·u2·gain_var
+    # E[r1·r2] = tau² + u1·u2·gain_var + v1·v2·disch_var
     tau2 = _moment_var(per["b"], per["var_b"], 0.05)
-    kv, kr, ku = vin[keep], r_oof[keep], u_oof[keep]
+    kv, kr, kH = vin[keep], r_oof[keep], H_oof[keep]
     first = np.flatnonzero(np.r_[True, kv[1:] != kv[:-1]][:-1] & (kv[1:] == kv[:-1]))
     if first.size >= settings.min_training_vehicles:
-        prod = kr[first] * kr[first + 1] - ku[first] * ku[first + 1] * gain_var
+        prod = (kr[first] * kr[first + 1] - kH[first, 1] * kH[first + 1, 1] * gain_var
+                - kH[first, 2] * kH[first + 1, 2] * disch_var)
         tau2 = max(float(np.mean(prod)), 0.05)
+    prior_var = np.array([tau2, gain_var, disch_var])
 
     # half-life: one-step-ahead prediction of each next observation of vehicles the fold's
     # population model never saw
     best = None
     for h in settings.half_lives_days:
-        post = posterior_at(vin[keep], day[keep], r_oof[keep], w[keep], u_oof[keep], vin, day,
-                            h, tau2, gain_var, strict=True)
-        e = (r_oof - post["b"] - post["g"] * u_oof)[keep]
+        post = posterior_at(vin[keep], day[keep], r_oof[keep], w[keep], H_oof[keep], vin, day,
+                            h, prior_var, strict=True)
+        pred, var_state = predict_label(post, H_oof)
+        e = (r_oof - pred)[keep]
         score = float(np.mean(np.square(e)))
         if best is None or score < best[0]:
-            best = (score, h, post, e)
-    _, half_life, post, e = best
-    var_state = (post["var_b"] + u_oof**2 * post["var_g"] + 2 * u_oof * post["cov_bg"])[keep]
+            best = (score, h, var_state[keep], e)
+    _, half_life, var_state, e = best
     inside = np.abs(e) <= Z90 * np.sqrt(var_state + s2[keep])
 
     population = PopulationModel(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
@@ -485,22 +548,28 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
         "cv_next_observation_rmse_pp": float(np.sqrt(np.mean(np.square(e)))),
         "cv_next_observation_coverage90": float(np.mean(inside)),
         "noise_sd_at_dsoc50_pp": float(np.sqrt(noise[0] + noise[1] / 2500.0)),
+        "noise_sd_discharge_at_dsoc50_pp": float(np.sqrt(noise[4] + noise[5] / 2500.0)),
+        "training_discharge_observations": int(discharge.sum()),
         "vehicle_offset_sd_pp": float(np.sqrt(tau2)),
         "soc_gain_sd_pct_per_efc": float(np.sqrt(gain_var)),
+        "discharge_offset_sd_pp": float(np.sqrt(disch_var)),
         "half_life_days": float(half_life),
         "temp_coef_below_25c_pp_per_c": float(coef[0]),
         "temp_coef_above_25c_pp_per_c": float(coef[1]),
         "dc_charger_pp": float(coef[2]),
+        "discharge_window_pp": float(coef[6]),
         "trained_through": trained_through,
         "holdout_share": float(settings.holdout_share),
     }
     model = SohModel(version="", population=population, categories=categories,
                      feature_priors=priors,
                      correction_coef=coef, noise=noise, tau2=tau2, gain_var=gain_var,
+                     disch_var=disch_var,
                      drift_max_efc=settings.drift_max_efc,
                      half_life_days=float(half_life),
                      metrics=metrics)
-    digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, half_life),
+    digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, disch_var,
+                                        half_life),
                                        protocol=5)).hexdigest()[:8]
     model.version = f"soh-{trained_through}-{digest}"
     return model
@@ -536,21 +605,22 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         y_c = o["soh_obs_pct"].to_numpy(float) - condition_matrix(o) @ model.correction_coef
         ref = model.population.predict(_encode(o, model.categories, model.feature_priors))
         r = y_c - ref
-        u, unknown = drift_design(o, ref, model.drift_max_efc)
-        s2 = _noise_var(model.noise, o["delta_soc_pct"].to_numpy(float), unknown)
+        H, unknown = label_design(o, ref, model.drift_max_efc)
+        s2 = _noise_var(model.noise, o["delta_soc_pct"].to_numpy(float), unknown,
+                        _is_discharge(o))
         ovin = o["vin"].to_numpy(object)
         oday = o["day"].to_numpy(float)
-        args = (model.half_life_days, model.tau2, model.gain_var)
+        args = (model.half_life_days, np.array([model.tau2, model.gain_var, model.disch_var]))
         # outliers: far from what the vehicle's earlier observations predict for this one
-        pre = posterior_at(ovin, oday, r, 1.0 / s2, u, ovin, oday, *args, strict=True)
-        var_pred = pre["var_b"] + u**2 * pre["var_g"] + 2 * u * pre["cov_bg"] + s2
+        pre = posterior_at(ovin, oday, r, 1.0 / s2, H, ovin, oday, *args, strict=True)
+        pred, var_state = predict_label(pre, H)
         # (only once a few labels stand behind the state: a vehicle far from its peers must
         # be able to pull away from the population prior)
         use = ((pre["n"] < settings.outlier_min_evidence)
-               | (np.abs(r - pre["b"] - pre["g"] * u) <= settings.outlier_z * np.sqrt(var_pred)))
-        post = posterior_at(ovin[use], oday[use], r[use], 1.0 / s2[use], u[use], q_vin, q_day,
+               | (np.abs(r - pred) <= settings.outlier_z * np.sqrt(var_state + s2)))
+        post = posterior_at(ovin[use], oday[use], r[use], 1.0 / s2[use], H[use], q_vin, q_day,
                             *args)
-        mean, var, n = post["b"], post["var_b"], post["n"]
+        mean, var, n = post["mean"][:, 0], post["cov"][:, 0, 0], post["n"]
         o["rolling"] = _rolling_median(o, settings.rolling_median_n)
         last = (o.groupby(["vin", "start_date"], sort=False)
                 .agg(raw=("soh_obs_pct", "mean"), rolling=("rolling", "last")).reset_index())
@@ -607,8 +677,9 @@ def model_frame(model: SohModel | None, version_number: int = 1) -> pd.DataFrame
 METRIC_KEYS = (
     "holdout_share", "training_vehicles", "holdout_vehicles", "training_observations",
     "observations_used", "cv_folds", "cv_population_rmse_pp", "cv_next_observation_rmse_pp",
-    "cv_next_observation_coverage90", "noise_sd_at_dsoc50_pp", "vehicle_offset_sd_pp",
-    "soc_gain_sd_pct_per_efc", "half_life_days",
+    "cv_next_observation_coverage90", "noise_sd_at_dsoc50_pp", "noise_sd_discharge_at_dsoc50_pp",
+    "training_discharge_observations", "vehicle_offset_sd_pp", "discharge_window_pp",
+    "soc_gain_sd_pct_per_efc", "discharge_offset_sd_pp", "half_life_days",
     "temp_coef_below_25c_pp_per_c", "temp_coef_above_25c_pp_per_c", "dc_charger_pp",
 )
 

@@ -23,21 +23,19 @@ from nev_battery.soh import (
 )
 
 
-def _direct_posterior(r, w, u, days, q_day, half_life, tau2, gain_var, strict):
-    """Reference: the 2-state Gaussian posterior written out with matrices, one query at a
-    time (test code, not a per-row path of the warehouse)."""
+def _direct_posterior(r, w, H, days, q_day, half_life, prior_var, strict):
+    """Reference: the Gaussian posterior written out with matrices, one query at a time (test
+    code, not a per-row path of the warehouse)."""
     lam = np.log(2) / half_life
     sel = days < q_day if strict else days <= q_day
-    P = np.diag([1 / tau2, 1 / gain_var]).astype(float)
-    h = np.zeros(2)
-    for ri, wi, ui, di in zip(r[sel], w[sel], u[sel], days[sel], strict=True):
-        z = np.array([1.0, ui])
+    P = np.diag(1 / np.asarray(prior_var, float))
+    h = np.zeros(H.shape[1])
+    for ri, wi, zi, di in zip(r[sel], w[sel], H[sel], days[sel], strict=True):
         k = wi * np.exp(-lam * (q_day - di))
-        P += k * np.outer(z, z)
-        h += k * z * ri
+        P += k * np.outer(zi, zi)
+        h += k * zi * ri
     cov = np.linalg.inv(P)
-    m = cov @ h
-    return m[0], m[1], cov[0, 0]
+    return cov @ h, cov
 
 
 @pytest.mark.parametrize("strict", [False, True])
@@ -48,33 +46,38 @@ def test_posterior_matches_direct_computation(strict):
                            np.sort(rng.integers(0, 400, 12))]).astype(float)
     r = rng.normal(0, 1.5, vins.size)
     w = rng.uniform(0.2, 2.0, vins.size)
-    u = rng.normal(0, 1.0, vins.size)
+    # level, SOC gain, discharge offset: discharge windows on some labels only
+    H = np.column_stack([np.ones(vins.size), rng.normal(0, 1.0, vins.size),
+                         (rng.random(vins.size) < 0.4).astype(float)])
+    prior = np.array([2.0, 0.5, 0.8])
     q_vin = np.array(["A", "A", "B", "C", "C", "D", "B"], dtype=object)
     q_day = np.array([0.0, 150, 50, 399, 10, 20, 49])
-    post = posterior_at(vins.astype(object), days, r, w, u, q_vin, q_day, 60.0, 2.0, 0.5,
+    post = posterior_at(vins.astype(object), days, r, w, H, q_vin, q_day, 60.0, prior,
                         strict=strict)
     for i, (qv, qd) in enumerate(zip(q_vin, q_day, strict=True)):
         m = vins == qv
-        b, g, vb = _direct_posterior(r[m], w[m], u[m], days[m], qd, 60.0, 2.0, 0.5, strict)
-        assert post["b"][i] == pytest.approx(b, abs=1e-9)
-        assert post["g"][i] == pytest.approx(g, abs=1e-9)
-        assert post["var_b"][i] == pytest.approx(vb, rel=1e-9)
+        mean, cov = _direct_posterior(r[m], w[m], H[m], days[m], qd, 60.0, prior, strict)
+        np.testing.assert_allclose(post["mean"][i], mean, atol=1e-9)
+        np.testing.assert_allclose(post["cov"][i], cov, rtol=1e-9, atol=1e-12)
     # a vehicle without observations keeps the prior
-    assert post["b"][5] == 0 and post["var_b"][5] == pytest.approx(2.0)
+    assert (post["mean"][5] == 0).all() and post["cov"][5, 0, 0] == pytest.approx(2.0)
 
 
 def test_drift_design_signs():
-    obs = pd.DataFrame({"is_full_charge": [False, True, True, False],
-                        "efc_since_full_charge": [0.7, 0.5, np.nan, 2.0],
-                        "delta_soc_pct": [50.0, 60.0, 60.0, 40.0]})
-    u, unknown = drift_design(obs, np.full(4, 90.0), max_efc=1.0)
+    obs = pd.DataFrame({"is_full_charge": [False, True, True, False, False],
+                        "efc_since_full_charge": [0.7, 0.5, np.nan, 2.0, 0.3],
+                        "delta_soc_pct": [50.0, 60.0, 60.0, 40.0, 30.0],
+                        "observation_type": ["charge"] * 4 + ["discharge"]})
+    u, unknown = drift_design(obs, np.full(5, 90.0), max_efc=1.0)
     # a partial charge: the biased counter measures its ΔSOC, the label comes out low for g > 0
     assert u[0] == pytest.approx(-0.45)
     # a full charge starts from a SOC that drifted by g x (charges since the last full charge +
     # the discharge down to its start): the label comes out high
     assert u[1] == pytest.approx(90 * (0.5 + 60 / 200) / 60)
     # no full charge seen yet, or too long since one: drift not modelled, noise of its kind
-    assert unknown.tolist() == [0, 0, 2, 1] and u[2] == 0 and u[3] == 0
+    assert unknown.tolist() == [0, 0, 2, 1, 0] and u[2] == 0 and u[3] == 0
+    # a discharge window: the same counter, the throughput growing while the SOC falls
+    assert u[4] == pytest.approx(+0.45)
 
 
 def test_holdout_split_is_stable_and_near_its_share():
@@ -86,7 +89,8 @@ def test_holdout_split_is_stable_and_near_its_share():
 
 def _synthetic_fleet(n_vehicles=60, days=240, seed=0):
     """Vehicles whose true SOH fades with age and cycles; labels carry 1 % SOC quantisation
-    noise and a per-vehicle BMS counter gain error, as field labels do."""
+    noise and a per-vehicle BMS counter gain error, as field labels do, and a third of them are
+    discharge windows with a per-vehicle offset of their own (sd 1 pp)."""
     rng = np.random.default_rng(seed)
     start = date(2026, 1, 1)
     feats, obs, truth = [], [], []
@@ -97,6 +101,7 @@ def _synthetic_fleet(n_vehicles=60, days=240, seed=0):
         bol = rng.uniform(100, 103.5)
         gain = rng.normal(0, 1.5)
         cal = rng.uniform(0.8, 1.2)
+        d_off = rng.normal(0, 1.0)
         d = np.arange(days)
         age = age0 + d
         efc = (age * km_day * 0.14 / 55) / 2
@@ -113,19 +118,25 @@ def _synthetic_fleet(n_vehicles=60, days=240, seed=0):
         truth.append(pd.DataFrame({"vin": vin, "date": f["date"], "true": soh}))
         n_obs = rng.integers(days // 10, days // 2)
         od = np.sort(rng.choice(d, n_obs))
-        full = rng.random(n_obs) < 0.4
+        kind = rng.random(n_obs)
+        full = kind < 0.3
+        dis = kind > 0.65
         dsoc = np.where(full, rng.uniform(40, 80, n_obs), rng.uniform(30, 60, n_obs))
         efc_sf = rng.uniform(0.0, 0.6, n_obs)  # charge throughput since the last full charge
         true_dsoc = dsoc
         # a full charge ends recalibrated and starts from a SOC drifted by g x (that throughput
         # + the discharge down to its start); a partial one is counted by the biased counter
+        # ... and a discharge window by the same counter while the throughput grows
         meas_dsoc = np.where(full, true_dsoc - gain * (efc_sf + true_dsoc / 200),
-                             true_dsoc * (1 + gain / 200)) + rng.uniform(-1, 1, n_obs)
-        y = soh[od] * true_dsoc / meas_dsoc
+                             true_dsoc * (1 + np.where(dis, -gain, gain) / 200))
+        meas_dsoc = meas_dsoc + rng.uniform(-1, 1, n_obs)
+        y = soh[od] * true_dsoc / meas_dsoc + np.where(dis, d_off, 0.0)
         obs.append(pd.DataFrame({
             "vin": vin, "start_time": [pd.Timestamp(start + timedelta(days=int(i))) for i in od],
             "start_date": [start + timedelta(days=int(i)) for i in od],
-            "charger_type": "DC", "delta_soc_pct": np.round(meas_dsoc), "is_full_charge": full,
+            "observation_type": np.where(dis, "discharge", "charge"),
+            "charger_type": np.where(dis, "none", "DC"), "delta_soc_pct": np.round(meas_dsoc),
+            "is_full_charge": full,
             "efc_since_full_charge": efc_sf, "mean_temp_c": 25.0, "mean_c_rate": 0.3,
             "soh_obs_pct": y, "capacity_reject_reason": None}))
     feats = pd.concat(feats, ignore_index=True)
@@ -139,6 +150,8 @@ def test_train_and_apply_on_synthetic_labels():
     model = train(obs, settings, trained_through="2026-08-28")
     assert model is not None and model.version.startswith("soh-2026-08-28-")
     assert loads(dumps(model)).version == model.version
+    # the per-vehicle offset of discharge windows is learnt (sd 1 pp in this fleet)
+    assert 0.5 <= model.metrics["discharge_offset_sd_pp"] <= 1.6
     out = apply(model, feats, obs, settings)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
     assert len(out) == len(feats) and out.soh_pct.notna().all()

@@ -47,13 +47,37 @@ def test_capacity_observations_reconcile_with_eligible_segments(soh_built):
     root, _ = soh_built
     db = root / "soh.duckdb"
     # every SOH-eligible segment, and every one missing only get_charge's SOC window or ΔSOC
-    # threshold with at least soh_label_min_delta_soc (15) points, gives a label
+    # threshold with at least soh_label_min_delta_soc (15) points, gives a charge label
     (eligible,) = q(db, "select count(*) from dwd.dwd_charge_segment where is_soh_eligible")[0]
     (wider,) = q(db, """select count(*) from dwd.dwd_charge_segment
         where ineligible_reason in ('start_soc_high', 'end_soc_low', 'delta_soc_small')
           and delta_soc_pct >= 15""")[0]
-    (observed,) = q(db, "select count(*) from dwd.dwd_capacity_observation")[0]
+    (observed,) = q(db, """select count(*) from dwd.dwd_capacity_observation
+        where observation_type = 'charge'""")[0]
     assert observed == eligible + wider and eligible > 0 and wider > 0
+    # discharge windows: trips of one day between two charges, >= 15 points of SOC; their
+    # measured Ah is the trips' net Ah (summed in fixed point, 1e-6 Ah a trip), and no charge
+    # segment starts inside a window
+    rows = q(db, """
+        with w as (select * from dwd.dwd_capacity_observation where observation_type = 'discharge'),
+        t as (
+            select w.vin, w.start_time, w.measured_ah, w.run_count, w.delta_soc_pct,
+                   sum(t.ah_out - t.ah_regen) as trips_ah, count(*) as trips
+            from w join dwd.dwd_drive_trip as t
+              on t.vin = w.vin and t.start_time between w.start_time and w.end_time
+            group by all
+        )
+        select count(*),
+               sum(case when abs(trips_ah - measured_ah) > 1e-4 or trips <> run_count then 1 else 0 end),
+               min(delta_soc_pct),
+               (select count(*) from w join dwd.dwd_charge_segment as s
+                  on s.vin = w.vin and s.start_time between w.start_time and w.end_time)
+        from t""")
+    n_windows, mismatched, min_dsoc, charges_inside = rows[0]
+    (n_dis,) = q(db, """select count(*) from dwd.dwd_capacity_observation
+        where observation_type = 'discharge'""")[0]
+    assert n_windows == n_dis > 0
+    assert mismatched == 0 and min_dsoc >= 15 and charges_inside == 0
     # every vehicle-day of the features has a daily SOH, and ADS has them all
     (feat,) = q(db, "select count(*) from dwd.dwd_vehicle_soh_feature")[0]
     (soh,) = q(db, "select count(*) from dwd.dwd_vehicle_soh")[0]
