@@ -67,3 +67,15 @@
 {% macro unnest_array(x) %}{{ return(adapter.dispatch('unnest_array', 'nev_battery')(x)) }}{% endmacro %}
 {% macro default__unnest_array(x) %}explode({{ x }}){% endmacro %}
 {% macro duckdb__unnest_array(x) %}unnest({{ x }}){% endmacro %}
+
+{#- Elements of an array with their 0-based position, one output row per element (in a select
+    list): `pos` and `val` columns. -#}
+{% macro unnest_with_position(x, pos, val) %}{{ return(adapter.dispatch('unnest_with_position', 'nev_battery')(x, pos, val)) }}{% endmacro %}
+{% macro default__unnest_with_position(x, pos, val) %}posexplode({{ x }}) as ({{ pos }}, {{ val }}){% endmacro %}
+{% macro duckdb__unnest_with_position(x, pos, val) %}unnest(range(len({{ x }}))) as {{ pos }}, unnest({{ x }}) as {{ val }}{% endmacro %}
+
+{#- Median of the non-null elements of a numeric array: the lower middle element (the same on
+    every engine). -#}
+{% macro arr_median(x) %}{{ return(adapter.dispatch('arr_median', 'nev_battery')(x)) }}{% endmacro %}
+{% macro default__arr_median(x) %}element_at(array_sort(filter({{ x }}, e -> e is not null)), cast(floor((size(filter({{ x }}, e -> e is not null)) + 1) / 2) as int)){% endmacro %}
+{% macro duckdb__arr_median(x) %}list_sort(list_filter({{ x }}, lambda e: e is not null))[cast(floor((len(list_filter({{ x }}, lambda e: e is not null)) + 1) / 2) as integer)]{% endmacro %}

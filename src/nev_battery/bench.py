@@ -139,7 +139,9 @@ def run(vehicles: int, days: int, workdir: Path) -> str:
     for layer, secs in by_layer.items():
         lines.append(f"| - models of layer {layer.upper()} (sum of model times) | {secs:.1f} | | |")
     for name in ("dws_realtime_checked", "dwd_charge_segment", "dwd_drive_trip",
-                 "dwd_vehicle_daily", "dwd_vehicle_soh"):
+                 "dwd_vehicle_daily", "dwd_vehicle_soh", "dwd_alarm_event", "dwd_rule_episode",
+                 "dwd_cell_deviation_daily", "dwd_battery_detector_daily", "ads_battery_warning",
+                 "ads_fault_association"):
         lines.append(f"| - {name} | {per_model.get(name, float('nan')):.1f} | | |")
     # the first build trains the SOH model; a daily run applies the stored one
     train_s = per_model.get("dwd_soh_model", 0.0)

@@ -5,7 +5,8 @@ build      dbt build of the warehouse (full, or the days given with --dates)
 daily      the daily incremental run: a date, a look-back window and late partitions
 backfill   rebuild a date range
 summary    rows per layer, quarantined rows by reason, landing-file problems
-evaluate   compare the warehouse with the simulator's ground truth
+evaluate   compare the warehouse with the simulator's ground truth (cleaning, charges, SOH,
+           warnings)
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
 """
 
@@ -102,6 +103,9 @@ EVALUATION_TARGETS = {
     "charges": "found >= 99 %, spurious <= 1 %, SOC exact, Ah",
     "soh": ("RMSE <= 1.0 pp, max <= 3 pp, >= 95 % within 2 pp, 90 % interval covering "
             "85-95 %, beats both baselines"),
+    "warnings": ("thermal precursors and internal shorts: recall >= 90 % at level >= 2, median "
+                 "lead >= 24 h; every thermal event at level 3 before it; <= 1 false level >= 2 "
+                 "per 1000 healthy vehicle-days; AUROC >= 0.95"),
 }
 
 
@@ -215,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
-    s.add_argument("what", choices=["cleaning", "charges", "soh"])
+    s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings"])
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
     s.set_defaults(func=_cmd_evaluate)

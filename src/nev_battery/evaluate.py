@@ -325,3 +325,158 @@ def evaluate_soh(con: duckdb.DuckDBPyConnection, truth: Path | str) -> SohReport
     return SohReport(model_version=version, holdout_vehicles=len(hold), vehicle_days=len(m),
                      true_vehicle_days=len(tr), table=pd.DataFrame(rows),
                      coverage90=float(inside.mean()) if len(m) else float("nan"))
+
+
+# ------------------------------------------------------------------------------------------
+# warnings
+# ------------------------------------------------------------------------------------------
+
+# fault types whose hazard the warnings must anticipate (issue targets: recall and lead time)
+HAZARD_FAULTS = ("thermal_runaway_precursor", "internal_short")
+
+
+@dataclass
+class WarningReport:
+    per_fault: pd.DataFrame  # fault type x source (warnings / BMS): vehicles, recall, lead, ...
+    vehicle_days: int
+    healthy_vehicle_days: int
+    false_level2_per_1000: float  # warnings of level >= 2 on healthy vehicles per 1000 vehicle-days
+    false_level1_per_1000: float
+    bms_false_level2_per_1000: float
+    precision_level2: float  # level >= 2 episodes on a faulty vehicle after its onset / all
+    bms_precision_level2: float
+    auroc: float  # vehicle-level: max daily risk score, faulty vs healthy
+    thermal_events: int
+    thermal_events_level3_before: int
+    hazard_recall_level2: float
+    hazard_median_lead_h: float
+    association: pd.DataFrame
+
+    def passes(self) -> bool:
+        return (self.hazard_recall_level2 >= 0.9 and self.hazard_median_lead_h >= 24
+                and self.thermal_events_level3_before == self.thermal_events
+                and self.false_level2_per_1000 <= 1.0 and self.auroc >= 0.95)
+
+    def format(self) -> str:
+        lines = [("fault type                 source    vehicles  recall>=2  recall>=1  "
+                 "median lead h")]
+        for r in self.per_fault.itertuples():
+            lead = "" if pd.isna(r.median_lead_h) else f"{r.median_lead_h:.1f}"
+            lines.append(f"{r.fault_type:<26} {r.source:<9} {r.vehicles:>8}  "
+                         f"{r.recall_level2:>9.0%}  {r.recall_level1:>9.0%}  {lead:>13}")
+        lines += [
+            (f"thermal-runaway precursors and internal shorts: recall at level >= 2 "
+            f"{self.hazard_recall_level2:.0%}, median lead {self.hazard_median_lead_h:.1f} h"),
+            (f"thermal events warned at level 3 before they happen: "
+            f"{self.thermal_events_level3_before} of {self.thermal_events}"),
+            (f"false warnings on healthy vehicles ({self.healthy_vehicle_days:,} vehicle-days): "
+            f"level >= 2 {self.false_level2_per_1000:.2f} per 1000 vehicle-days, level 1 "
+            f"{self.false_level1_per_1000:.2f}; the BMS's own level >= 2 alarms "
+            f"{self.bms_false_level2_per_1000:.2f}"),
+            (f"precision at level >= 2 (episodes on a faulty vehicle after its onset): warnings "
+            f"{self.precision_level2:.1%}, BMS alarms {self.bms_precision_level2:.1%}"),
+            f"vehicle-level AUROC of the risk score {self.auroc:.3f}",
+            (f"association rules kept {len(self.association)}; between alarms the simulator makes "
+            f"independent with lift > 2: {int(self.independent_high_lift())}"),
+        ]
+        return "\n".join(lines)
+
+    def independent_high_lift(self) -> int:
+        a = self.association
+        return int(((a.antecedent.isin(INDEPENDENT_ALARMS)) & (a.consequent.isin(INDEPENDENT_ALARMS))
+                    & (a.lift > 2)).sum()) if len(a) else 0
+
+
+# the non-battery alarms the simulator raises at random, independently of each other
+INDEPENDENT_ALARMS = tuple(f"alarm:{n}" for n in (
+    "dcdc_temperature", "braking_system", "dcdc_status", "motor_controller_temperature",
+    "high_voltage_interlock", "motor_temperature"))
+
+
+def _auroc(pos: pd.Series, neg: pd.Series) -> float:
+    """P(score of a faulty vehicle > score of a healthy one), ties counting one half."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    allv = pd.concat([pos, neg], ignore_index=True)
+    ranks = allv.rank(method="average")
+    r_pos = ranks.iloc[: len(pos)].sum()
+    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def evaluate_warnings(con: duckdb.DuckDBPyConnection, truth: Path | str) -> WarningReport:
+    """ads_battery_warning and ads_vehicle_risk_daily against fault_events.parquet, side by side
+    with the BMS's own GB/T 32960 battery alarms (dwd_alarm_event) as the baseline.
+
+    A faulty vehicle is detected when a warning (an alarm) of the level is active after the
+    fault's onset (or the vehicle's first day, for an onset before it) and before its hazard
+    time; the lead time is hazard time - the first such warning reaching level 2. Precision:
+    the share of level >= 2 warnings on the fault's vehicles that start after its onset. A
+    false warning is one on a vehicle without any injected fault."""
+    faults = pd.read_parquet(Path(truth) / "fault_events.parquet")
+    faults["onset_time"] = pd.to_datetime(faults["onset_time"])
+    faults["hazard_time"] = pd.to_datetime(faults["hazard_time"])
+    w = con.execute("select vin, warning_type, level, start_time, end_time, first_level2_time "
+                    "from ads.ads_battery_warning").df()
+    bms = con.execute("""select vin, alarm_name as warning_type, alarm_level as level, start_time,
+                                end_time, case when alarm_level >= 2 then start_time end
+                                as first_level2_time
+                         from dwd.dwd_alarm_event where is_battery_alarm""").df()
+    days = con.execute("select vin, count(*) as n from dwd.dwd_vehicle_daily group by vin").df()
+    faulty = set(faults.vin)
+    healthy_days = int(days.loc[~days.vin.isin(faulty), "n"].sum())
+    end_of_data = pd.Timestamp(con.execute(
+        "select max(date) from dwd.dwd_vehicle_daily").fetchone()[0]) + pd.Timedelta(days=1)
+
+    rows = []
+    hazard_hits, hazard_leads = [], []
+    for source, table in (("warnings", w), ("BMS", bms)):
+        for ftype, fs in faults.groupby("fault_type"):
+            m = table.merge(fs[["vin", "onset_time", "hazard_time"]], on="vin")
+            until = m.hazard_time.fillna(end_of_data)
+            # active after the onset and starting before the hazard
+            live = (m.end_time >= m.onset_time) & (m.start_time < until)
+            l2 = live & (m.level >= 2)
+            hit2 = set(m.loc[l2, "vin"])
+            hit1 = set(m.loc[live, "vin"])
+            first2 = m.loc[l2].assign(t=m.loc[l2, "first_level2_time"].fillna(
+                m.loc[l2, "start_time"])).groupby("vin").t.min()
+            lead = (fs.set_index("vin").hazard_time - first2).dropna().dt.total_seconds() / 3600
+            rows.append({"fault_type": ftype, "source": source, "vehicles": fs.vin.nunique(),
+                         "recall_level2": len(hit2) / fs.vin.nunique(),
+                         "recall_level1": len(hit1) / fs.vin.nunique(),
+                         "median_lead_h": float(lead.median()) if len(lead) else float("nan")})
+            if source == "warnings" and ftype in HAZARD_FAULTS:
+                hazard_hits += [v in hit2 for v in fs.vin]
+                hazard_leads += lead.tolist()
+    per = pd.DataFrame(rows).sort_values(["fault_type", "source"], ascending=[True, False],
+                                         ignore_index=True)
+
+    def false_rate(table, level):
+        t = table[~table.vin.isin(faulty)]
+        n = (t.level >= 2).sum() if level == 2 else (t.level == 1).sum()
+        return 1000 * n / healthy_days if healthy_days else float("nan")
+
+    def precision(table):
+        t = table[table.level >= 2].merge(faults.groupby("vin").onset_time.min().reset_index(),
+                                          on="vin", how="left")
+        return float((t.end_time >= t.onset_time).mean()) if len(t) else float("nan")
+
+    thermal = faults[(faults.fault_type == "thermal_runaway_precursor")
+                     & faults.hazard_time.notna()]
+    l3 = w[w.level >= 3].merge(thermal[["vin", "hazard_time", "onset_time"]], on="vin")
+    before = set(l3.loc[(l3.start_time < l3.hazard_time) & (l3.end_time >= l3.onset_time), "vin"])
+    risk = con.execute("select vin, max(risk_score) as score from ads.ads_vehicle_risk_daily "
+                       "group by vin").df()
+    assoc = con.execute("select * from ads.ads_fault_association").df()
+    return WarningReport(
+        per_fault=per, vehicle_days=int(days.n.sum()), healthy_vehicle_days=healthy_days,
+        false_level2_per_1000=false_rate(w, 2), false_level1_per_1000=false_rate(w, 1),
+        bms_false_level2_per_1000=false_rate(bms, 2),
+        precision_level2=precision(w), bms_precision_level2=precision(bms),
+        auroc=_auroc(risk.loc[risk.vin.isin(faulty), "score"],
+                     risk.loc[~risk.vin.isin(faulty), "score"]),
+        thermal_events=len(thermal), thermal_events_level3_before=len(before & set(thermal.vin)),
+        hazard_recall_level2=float(pd.Series(hazard_hits).mean()) if hazard_hits else float("nan"),
+        hazard_median_lead_h=float(pd.Series(hazard_leads).median()) if hazard_leads
+        else float("nan"),
+        association=assoc)

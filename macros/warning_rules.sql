@@ -1,0 +1,58 @@
+{#- Rows of the seed warning_rules (enabled ones), read at execute time, so that adding or
+    changing a rule is a seed change only. Each row: rule_id, warning_type, metric (a column of
+    dwd_rule_episode's frame metrics), operator (>=, >, <=, <), threshold, min_duration_s,
+    level (1..3), chemistry and vehicle_model scope (ALL or a value). An unknown metric or
+    operator stops the build with the rule's id. Empty list at parse time. -#}
+{% macro get_warning_rules() -%}
+    {%- set seed = ref('warning_rules') -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set rel = adapter.get_relation(database=seed.database, schema=seed.schema, identifier=seed.identifier) -%}
+    {%- if rel is none -%}
+        {%- if invocation_args_dict.get('which') in ('run', 'build') -%}
+            {{ exceptions.raise_compiler_error("seed warning_rules not found at " ~ seed ~ ": run `dbt seed` (or `dbt build`) first") }}
+        {%- endif -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set query -%}
+        select rule_id, warning_type, metric, operator, threshold, min_duration_s, level,
+               chemistry, vehicle_model, enabled
+        from {{ rel }}
+        order by rule_id
+    {%- endset -%}
+    {%- set metrics = warning_rule_metrics() -%}
+    {%- set rows = [] -%}
+    {%- for r in run_query(query).rows -%}
+        {%- if r['enabled'] in (true, 'true', 'True', 1) -%}
+            {%- if r['metric'] not in metrics -%}
+                {{ exceptions.raise_compiler_error("warning_rules: rule " ~ r['rule_id'] ~ " has unknown metric '" ~ r['metric'] ~ "' (known: " ~ (metrics.keys() | list | join(', ')) ~ ")") }}
+            {%- endif -%}
+            {%- if r['operator'] not in ('>=', '>', '<=', '<') -%}
+                {{ exceptions.raise_compiler_error("warning_rules: rule " ~ r['rule_id'] ~ " has unknown operator '" ~ r['operator'] ~ "' (>=, >, <=, <)") }}
+            {%- endif -%}
+            {%- if r['level'] not in (1, 2, 3) -%}
+                {{ exceptions.raise_compiler_error("warning_rules: rule " ~ r['rule_id'] ~ " has level " ~ r['level'] ~ " (1, 2 or 3)") }}
+            {%- endif -%}
+            {%- do rows.append({
+                'rule_id': r['rule_id'], 'warning_type': r['warning_type'], 'metric': r['metric'],
+                'operator': r['operator'], 'threshold': r['threshold'],
+                'min_duration_s': r['min_duration_s'], 'level': r['level'],
+                'chemistry': r['chemistry'], 'vehicle_model': r['vehicle_model']
+            }) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(rows) }}
+{%- endmacro %}
+
+{#- The frame metrics a warning rule may test, and the column naming the cell or probe behind
+    each (the evidence of an episode). -#}
+{% macro warning_rule_metrics() -%}
+    {{ return({
+        'max_temp_c': 'max_temp_probe_no', 'min_temp_c': 'min_temp_probe_no',
+        'temp_diff_c': 'max_temp_probe_no', 'temp_rise_c_per_s': 'max_temp_probe_no',
+        'max_cell_voltage_v': 'max_volt_cell_no', 'min_cell_voltage_v': 'min_volt_cell_no',
+        'cell_voltage_spread_v': 'min_volt_cell_no', 'insulation_ohm_per_v': none,
+        'soc_jump_pct': none, 'total_voltage_v': none, 'total_current_a': none, 'soc_pct': none,
+    }) }}
+{%- endmacro %}

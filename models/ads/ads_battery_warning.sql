@@ -1,0 +1,102 @@
+{%- set gap_h = var('warning_merge_gap_h', 24) -%}
+
+-- Battery warnings for operators: one row per warning episode of a vehicle and cause. Threshold
+-- rule episodes (dwd_rule_episode) and statistical detector days (dwd_battery_detector_daily)
+-- of one warning_type merge into one warning while they follow each other within
+-- warning_merge_gap_h hours, instead of a flood of frames. The level is the highest reached
+-- (1 notice, 2 inspect soon, 3 act now); first_level2_time / first_level3_time say when it got
+-- there. A detector works on whole days, so its evidence counts from the end of the day that
+-- shows it (when the daily run can know it).
+
+with
+
+episodes as (
+    select
+        r.vin,
+        r.warning_type,
+        r.level,
+        r.start_time,
+        r.end_time,
+        r.peak_value,
+        'rule:' || r.rule_id as detector,
+        r.rule_id || ' ' || r.metric || ' peak ' || cast(round(r.peak_value, 3) as {{ str_type() }})
+        || ' against ' || cast(r.threshold as {{ str_type() }})
+        || coalesce(
+            case when r.metric like '%temp%' then ', probe ' else ', cell ' end
+            || cast(r.element_no as {{ str_type() }}),
+            ''
+        )
+        || ', ' || cast(r.duration_s as {{ str_type() }}) || ' s' as evidence
+    from {{ ref('dwd_rule_episode') }} as r
+    union all
+    select
+        d.vin,
+        d.warning_type,
+        d.level,
+        {{ dbt.dateadd('day', 1, 'cast(d.date as timestamp)') }} as start_time,
+        {{ dbt.dateadd('day', 1, 'cast(d.date as timestamp)') }} as end_time,
+        d.peak_value,
+        d.detector,
+        d.evidence
+    from {{ ref('dwd_battery_detector_daily') }} as d
+),
+
+ordered as (
+    select
+        e.*,
+        max(e.end_time) over (
+            partition by e.vin, e.warning_type order by e.start_time, e.end_time
+            rows between unbounded preceding and 1 preceding
+        ) as prev_end_time
+    from episodes as e
+),
+
+numbered as (
+    select
+        o.*,
+        sum(
+            case
+                when o.prev_end_time is null
+                    or o.start_time > {{ dbt.dateadd('hour', gap_h, 'o.prev_end_time') }} then 1
+                else 0
+            end
+        ) over (
+            partition by o.vin, o.warning_type order by o.start_time, o.end_time
+            rows between unbounded preceding and current row
+        ) as warning_no
+    from ordered as o
+),
+
+warnings as (
+    select
+        n.vin,
+        n.warning_type,
+        n.warning_no,
+        max(n.level) as level,
+        min(n.start_time) as start_time,
+        max(n.end_time) as end_time,
+        min(case when n.level >= 2 then n.start_time end) as first_level2_time,
+        min(case when n.level >= 3 then n.start_time end) as first_level3_time,
+        -- the worst episode speaks for the warning: its detector, value and evidence
+        {{ max_by('n.peak_value', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as peak_value,
+        {{ max_by('n.detector', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as detector,
+        {{ max_by('n.evidence', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as evidence,
+        count(*) as episode_count
+    from numbered as n
+    group by n.vin, n.warning_type, n.warning_no
+)
+
+select
+    {{ dbt.hash("w.vin || '|' || w.warning_type || '|' || cast(w.start_time as " ~ str_type() ~ ")") }} as warning_id,
+    w.vin,
+    w.warning_type,
+    cast(w.level as integer) as level,
+    w.start_time,
+    w.end_time,
+    w.peak_value,
+    w.detector,
+    w.evidence,
+    w.first_level2_time,
+    w.first_level3_time,
+    w.episode_count
+from warnings as w

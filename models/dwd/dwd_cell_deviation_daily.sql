@@ -1,0 +1,150 @@
+{{ config(**day_incremental('date')) }}
+
+{%- set period_s = var('cell_sample_period_s', 1800) -%}
+
+-- Each cell's and each probe's deviation from its own pack, per vehicle and day: the input of
+-- the cell- and probe-level warning detectors. The only DWD model that reads the per-cell
+-- arrays, and only at sample frames: near-rest frames (|I| <= cell_sample_max_c_rate x rated
+-- capacity, where a cell's voltage is close to its open-circuit voltage and a probe shows no
+-- Joule heating), at most one per vehicle and cell_sample_period_s. For every element of a
+-- sample frame: its deviation from the pack's median and the robust z-score
+-- 0.6745 (x - median) / MAD (Iglewicz & Hoaglin); per day their mean, the lowest / highest z,
+-- how often the element was the pack's lowest / highest, and how often it was missing.
+
+with
+
+samples as (
+    select
+        s.vin,
+        s.collect_time,
+        s.collect_date,
+        s.source_file,
+        s.source_row_number,
+        s.cell_voltage_min_v,
+        s.probe_temp_min_c
+    from (
+        select
+            f.vin,
+            f.collect_time,
+            f.collect_date,
+            f.source_file,
+            f.source_row_number,
+            f.cell_voltage_min_v,
+            f.probe_temp_min_c,
+            row_number() over (
+                partition by f.vin, f.collect_date, floor({{ epoch_seconds('f.collect_time') }} / {{ period_s }})
+                order by f.collect_time
+            ) as rn
+        from {{ ref('dws_realtime_frame') }} as f
+        inner join {{ ref('dws_vehicle') }} as v on f.vin = v.vin
+        where
+            {{ batch_filter('f.collect_date') }}
+            and abs(f.total_current_a) <= {{ var('cell_sample_max_c_rate', 0.05) }} * v.rated_capacity_ah
+    ) as s
+    where s.rn = 1
+),
+
+sample_arrays as (
+    -- the arrays of the sample frames only, joined on the lineage key, cleaned as dws_cell_frame
+    -- cleans them (elements outside the seed's range limits are null): going through the
+    -- view would join every frame's arrays before keeping the samples
+    select
+        s.vin,
+        s.collect_time,
+        s.collect_date,
+        {{ array_range_limited('o.cell_voltages_mv', 'cell_voltages', 's.cell_voltage_min_v is null', 1000) }}
+            as cell_voltages_mv,
+        {{ array_range_limited('o.probe_temps_c', 'probe_temps', 's.probe_temp_min_c is null', 1) }}
+            as probe_temps_c
+    from samples as s
+    inner join {{ ref('ods_gbt32960_realtime') }} as o
+        on s.source_file = o.source_file
+            and s.source_row_number = o.source_row_number
+            and s.collect_date = o.collect_date
+    where {{ batch_filter('o.collect_date') }}
+),
+
+arrays as (
+    -- per sample frame, the pack's median and MAD (list functions: no regrouping of elements)
+    select
+        a.*,
+        {{ arr_median(arr_transform('a.cell_voltages_mv', 'e', 'abs(e - a.cell_med)')) }} as cell_mad,
+        {{ arr_median(arr_transform('a.probe_temps_c', 'e', 'abs(e - a.probe_med)')) }} as probe_mad
+    from (
+        select
+            c.vin,
+            c.collect_time,
+            c.collect_date,
+            c.cell_voltages_mv,
+            c.probe_temps_c,
+            {{ arr_median('c.cell_voltages_mv') }} as cell_med,
+            {{ arr_min('c.cell_voltages_mv') }} as cell_lo,
+            {{ arr_max('c.cell_voltages_mv') }} as cell_hi,
+            {{ arr_median('c.probe_temps_c') }} as probe_med,
+            {{ arr_min('c.probe_temps_c') }} as probe_lo,
+            {{ arr_max('c.probe_temps_c') }} as probe_hi
+        from sample_arrays as c
+    ) as a
+),
+
+elements as (
+    select
+        a.vin,
+        a.collect_date,
+        'cell' as element_type,
+        a.cell_med as med,
+        a.cell_mad as mad,
+        a.cell_lo as lo,
+        a.cell_hi as hi,
+        {{ unnest_with_position('a.cell_voltages_mv', 'pos', 'val') }}
+    from arrays as a
+    union all
+    select
+        a.vin,
+        a.collect_date,
+        'probe' as element_type,
+        a.probe_med as med,
+        a.probe_mad as mad,
+        a.probe_lo as lo,
+        a.probe_hi as hi,
+        {{ unnest_with_position('a.probe_temps_c', 'pos', 'val') }}
+    from arrays as a
+),
+
+dev as (
+    select
+        e.vin,
+        e.collect_date,
+        e.element_type,
+        cast(e.pos as integer) + 1 as element_no,
+        -- cells in mV, probes in degC
+        cast(e.val as double) as val,
+        cast(e.val as double) - e.med as deviation,
+        e.med,
+        e.lo,
+        e.hi,
+        -- a floor: one resolution step (1 mV, 1 degC) keeps a pack of identical readings finite
+        greatest(cast(e.mad as double), 1.0) as mad
+    from elements as e
+)
+
+select
+    d.vin,
+    d.collect_date as date,
+    d.element_type,
+    d.element_no,
+    count(*) as sample_frames,
+    sum(case when d.val is null then 1 else 0 end) as missing_frames,
+    avg(d.deviation) as mean_deviation,
+    min(d.deviation) as min_deviation,
+    max(d.deviation) as max_deviation,
+    avg(0.6745 * d.deviation / d.mad) as mean_robust_z,
+    min(0.6745 * d.deviation / d.mad) as min_robust_z,
+    max(0.6745 * d.deviation / d.mad) as max_robust_z,
+    sum(case when d.val = d.lo then 1 else 0 end) as lowest_frames,
+    sum(case when d.val = d.hi then 1 else 0 end) as highest_frames,
+    -- a reading that did not move all day while its pack did: a stuck sensor
+    max(d.val) - min(d.val) as value_range,
+    max(d.med) - min(d.med) as pack_median_range
+from dev as d
+group by d.vin, d.collect_date, d.element_type, d.element_no
