@@ -57,7 +57,7 @@
 
 {#- `column in (dates)` on an incremental run with batch dates, else 1 = 1. -#}
 {% macro date_list_filter(column, dates) -%}
-    {%- if dates | length > 0 and is_incremental() -%}
+    {%- if dates | length > 0 and day_model_is_incremental() -%}
         {{ column }} in ({% for d in dates %}cast('{{ d }}' as date){% if not loop.last %}, {% endif %}{% endfor %})
     {%- else -%}
         1 = 1
@@ -70,7 +70,7 @@
 
 {% macro dwd_read_filter(date_column, time_column) -%}
     {%- set tail = dwd_tail_dates() -%}
-    {%- if dwd_rebuild_dates() | length > 0 and is_incremental() -%}
+    {%- if dwd_rebuild_dates() | length > 0 and day_model_is_incremental() -%}
         ({{ date_list_filter(date_column, dwd_read_dates()) }}
         {%- if tail %}
             or ({{ date_list_filter(date_column, tail) }}
@@ -84,7 +84,7 @@
 {#- Pre-hook of the DWD incremental models: empty the days about to be rebuilt. -#}
 {% macro dwd_delete_rebuilt_days(column) -%}
     {#- Spark: no DELETE on parquet tables; the day partitions a run writes are overwritten -#}
-    {%- if is_incremental() and target.type not in ('spark', 'nevspark') -%}
+    {%- if day_model_is_incremental() and target.type not in ('spark', 'nevspark') -%}
         {#- no batch dates on an incremental run: everything is rebuilt, so everything goes -#}
         delete from {{ this }} where {{ dwd_rebuild_filter(column) }}
     {%- else -%}
@@ -96,7 +96,7 @@
     on it); none when everything is built. -#}
 {% macro lifetime_start_date() -%}
     {%- set days = dwd_rebuild_dates() -%}
-    {%- if is_incremental() and days | length > 0 -%}
+    {%- if day_model_is_incremental() and days | length > 0 -%}
         {{ return(days[0]) }}
     {%- endif -%}
     {{ return(none) }}
@@ -104,7 +104,7 @@
 
 {% macro lifetime_delete_from() -%}
     {%- set start = lifetime_start_date() -%}
-    {%- if is_incremental() and target.type not in ('spark', 'nevspark') -%}
+    {%- if day_model_is_incremental() and target.type not in ('spark', 'nevspark') -%}
         delete from {{ this }}{% if start %} where date >= cast('{{ start }}' as date){% endif %}
     {%- else -%}
         select 1

@@ -214,6 +214,67 @@ def test_daily_run_picks_up_a_late_file(built, tmp_path):
     assert dups == 50
 
 
+def _day_run_fails(work: Path, day: str, model: str) -> str:
+    """Output of a failed day run of one model (materialization day_replace)."""
+    env = wh_env(work, "wh.duckdb")
+    with pytest.raises(AssertionError) as err:
+        run_cli(["build", "--dates", day, "--select", model, "--skip-tests"], env)
+    return str(err.value)
+
+
+def _rows(db: Path, table: str) -> list[tuple]:
+    return sorted(q(db, f"select * from {table}"), key=repr)
+
+
+def test_a_day_run_stops_when_the_columns_changed(built, tmp_path):
+    """The query's columns must equal the table's; the run names the difference and the
+    remedy, and leaves the table as it was."""
+    root, _ = built
+    work = tmp_path / "cols"
+    shutil.copytree(root / "landing", work / "landing")
+    shutil.copy(root / "full.duckdb", work / "wh.duckdb")
+    with duckdb.connect(str(work / "wh.duckdb")) as con:
+        con.execute("alter table dws.dws_quarantine add column extra_note integer")
+    before = _rows(work / "wh.duckdb", "dws.dws_quarantine")
+    day = sorted(p.name[3:] for p in (work / "landing" / "gbt32960_realtime").glob("dt=2026-*"))[1]
+    out = _day_run_fails(work, day, "dws_quarantine")
+    assert "extra_note: table INTEGER, query missing" in out
+    assert "--full-refresh" in out
+    assert _rows(work / "wh.duckdb", "dws.dws_quarantine") == before
+
+
+def test_a_day_run_that_fails_after_its_delete_changes_nothing(built, tmp_path):
+    """The rebuilt days are deleted and the new rows inserted in one transaction: an insert
+    that fails (here a unique index the rebuilt day violates) rolls the delete back."""
+    root, _ = built
+    work = tmp_path / "rollback"
+    shutil.copytree(root / "landing", work / "landing")
+    shutil.copy(root / "full.duckdb", work / "wh.duckdb")
+    day = sorted(p.name[3:] for p in (work / "landing" / "gbt32960_realtime").glob("dt=2026-*"))[1]
+    with duckdb.connect(str(work / "wh.duckdb")) as con:
+        n_day = con.execute(f"select count(*) from dws.dws_quarantine "
+                            f"where collect_date = date '{day}'").fetchall()[0][0]
+        assert n_day > 0
+        # one quarantined field issue of the day moved to the day after: the rebuilt day
+        # recreates its key, which the index then forbids twice
+        key = con.execute(f"""select source_file, source_row_number, field_name, reason_code
+            from dws.dws_quarantine where collect_date = date '{day}' and field_name is not null
+            order by all limit 1""").fetchall()[0]
+        con.execute("""update dws.dws_quarantine set collect_date = collect_date + 1
+            where source_file = ? and source_row_number = ? and field_name = ?
+              and reason_code = ?""", list(key))
+        con.execute("create unique index quarantine_key on dws.dws_quarantine "
+                    "(source_file, source_row_number, field_name, reason_code)")
+    before = _rows(work / "wh.duckdb", "dws.dws_quarantine")
+    out = _day_run_fails(work, day, "dws_quarantine")
+    assert "constraint" in out.lower(), out[-2000:]
+    after = _rows(work / "wh.duckdb", "dws.dws_quarantine")
+    assert after == before
+    # the day's rows are all back (one of them moved to the next day above)
+    assert q(work / "wh.duckdb", f"select count(*) from dws.dws_quarantine "
+                                 f"where collect_date = date '{day}'")[0][0] == n_day - 1
+
+
 def test_sqlfluff_lint_models(tmp_path):
     env = dict(os.environ, DBT_PROFILES_DIR=str(PROJECT), NEV_DUCKDB_PATH=str(tmp_path / "l.db"),
                DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
