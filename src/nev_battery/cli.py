@@ -206,7 +206,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     try:
         months = parse_months(args.months)
         if not args.skip_export:
-            months = _export(months).months() if months is None else months
+            exported = _export(months)
+            months = months or exported.months()
         check_lake(lake_root(), months)
     except LakeError as e:
         print(f"nev-battery publish: {e}", file=sys.stderr)

@@ -1,0 +1,248 @@
+"""The ClickHouse serving layer on chdb (target clickhouse_local, adapter plugin dbt-nev-chdb):
+the ADS tables of a DuckDB build exported to the lake and published with dbt-clickhouse's own
+materializations; re-publishing a month replaces it exactly, a failed publish changes nothing,
+the TTL drops a month older than six months, and BI queries give the DuckDB ADS's answers.
+
+The fleet spans the boundary between the two months before today's, so that month partitions
+are exercised and every simulated day is inside the six months the TTL keeps, whatever the day
+the test runs."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_warehouse import run_cli, wh_env
+
+from nev_battery.lake import SERVED_TABLES
+from nev_battery.simulate import SimConfig, simulate
+
+TODAY = date.today()
+M2_START = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # last month
+START = M2_START - timedelta(days=5)                                    # 5 days into the month before
+M1, M2 = START.strftime("%Y-%m"), M2_START.strftime("%Y-%m")
+FLEET = SimConfig(vehicles=8, days=10, seed=3, fault_share=0.3, start_date=START)
+# an old month for the TTL test: month M1 of the fleet moved 11 months back, beyond the 6 kept
+_old = START.year * 12 + START.month - 1 - 11
+OLD = f"{_old // 12:04d}-{_old % 12 + 1:02d}"
+SERVED = {t: t.removeprefix("ads_") for t in SERVED_TABLES}
+
+
+def env_for(root: Path) -> dict:
+    env = wh_env(root, "wh.duckdb")
+    env.update(NEV_LAKE_ROOT=str(root / "lake"), NEV_CHDB_PATH=str(root / "chdb"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    simulate(FLEET, root / "landing", root / "truth")
+    env = env_for(root)
+    # a fleet this small trains the SOH model only with lower minimums (defaults 10 and 100)
+    run_cli(["build", "--full-refresh", "--skip-tests", "--var", "soh_min_training_vehicles=4",
+             "--var", "soh_min_training_observations=10"], env)
+    p = run_cli(["publish", "--target", "clickhouse_local"], env)  # data tests included
+    assert f"months {M1}, {M2}" in p.stdout
+    return root, env
+
+
+@contextmanager
+def chdb_session(root: Path):
+    """A chdb session on the served data directory; closed before the next dbt run (a data
+    directory is held by one process at a time)."""
+    from chdb.session import Session
+
+    s = Session(str(root / "chdb"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def ch(root: Path, sql: str) -> list[tuple]:
+    from dbt.adapters.nevchdb.chdbclient import OUTPUT_SETTINGS, _parse
+
+    with chdb_session(root) as s:
+        # the BI users' profile on a server sets join_use_nulls too
+        for k, v in {**OUTPUT_SETTINGS, "join_use_nulls": 1}.items():
+            s.query(f"SET {k} = {v}")
+        return _parse(s.query(sql, "JSONCompact").bytes()).result_set
+
+
+def dq(root: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(root / "wh.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def norm(rows) -> list[tuple]:
+    return [tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows]
+
+
+def snapshot(root: Path, table: str, order: str) -> list[tuple]:
+    return ch(root, f"select * from bi.{table} order by {order}")
+
+
+def test_publish_loads_every_ads_row_into_partitioned_ttl_tables(served):
+    root, _ = served
+    for ads, srv in SERVED.items():
+        (n_ads,) = dq(root, f"select count(*) from ads.{ads}")[0]
+        (n_srv,) = ch(root, f"select count() from bi.{srv}")[0]
+        assert n_srv == n_ads, (srv, n_srv, n_ads)
+    assert dq(root, "select count(*) from ads.ads_vehicle_daily_metrics")[0][0] == 80
+    assert dq(root, "select count(*) from ads.ads_vehicle_soh")[0][0] > 0
+    # MergeTree by month, sorted for the BI queries, six months of TTL
+    (pk, sk, ddl) = ch(root, "select partition_key, sorting_key, create_table_query from "
+                             "system.tables where database = 'bi' and name = 'vehicle_daily_metrics'")[0]
+    assert pk in ("toYYYYMM(date)", "(toYYYYMM(date))") and sk == "vin, date", (pk, sk)
+    assert "TTL date + toIntervalMonth(6)" in ddl
+    parts = ch(root, "select distinct partition from system.parts where database = 'bi' and "
+                     "table = 'vehicle_daily_metrics' and active order by 1")
+    assert parts == [(M1.replace("-", ""),), (M2.replace("-", ""),)]
+    # no staging table left behind
+    assert ch(root, "select name from system.tables where database = 'bi' and name like '%dbt%'") == []
+
+
+def _daily_key(ch_rows):
+    return {(r[0], r[1]): r for r in ch_rows}
+
+
+def test_republishing_a_month_replaces_exactly_that_month(served):
+    root, env = served
+    before = snapshot(root, "vehicle_daily_metrics", "vin, date")
+    # the same month again: identical table, no duplicates
+    run_cli(["publish", "--target", "clickhouse_local", "--months", M1], env)
+    assert snapshot(root, "vehicle_daily_metrics", "vin, date") == before
+    # a recomputed month in the lake: its new values, the other month untouched
+    f = root / "lake" / "ads" / "ads_vehicle_daily_metrics" / f"month={M1}" / "data_0.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"copy (select * replace (mileage_km + 1000 as mileage_km) from '{f}') "
+                    f"to '{f}.new' (format parquet)")
+    f.with_name("data_0.parquet.new").replace(f)
+    run_cli(["publish", "--target", "clickhouse_local", "--months", M1, "--skip-export",
+             "--select", "srv_vehicle_daily_metrics"], env)
+    after = _daily_key(snapshot(root, "vehicle_daily_metrics", "vin, date"))
+    old = _daily_key(before)
+    assert after.keys() == old.keys()
+    mileage = 2  # column position of mileage_km
+    for k, row in after.items():
+        month = k[1].strftime("%Y-%m")
+        if month == M1:
+            assert row[mileage] == pytest.approx(old[k][mileage] + 1000), k
+        else:
+            assert row == old[k], k
+    # back to the warehouse's values (export included)
+    run_cli(["publish", "--target", "clickhouse_local", "--months", M1], env)
+    assert snapshot(root, "vehicle_daily_metrics", "vin, date") == before
+
+
+def test_a_failed_publish_leaves_the_served_tables_as_they_were(served):
+    root, env = served
+    tables = {"vehicle_daily_metrics": "vin, date", "vehicle_soh": "vin, as_of_date",
+              "fleet_daily_kpi": "vehicle_model, date"}
+    before = {t: snapshot(root, t, o) for t, o in tables.items()}
+    f = root / "lake" / "ads" / "ads_vehicle_soh" / f"month={M2}" / "data_0.parquet"
+    good = f.read_bytes()
+    f.write_bytes(good[: len(good) // 2])  # a truncated file
+    try:
+        with pytest.raises(AssertionError, match="srv_vehicle_soh"):
+            run_cli(["publish", "--target", "clickhouse_local", "--months", f"{M1},{M2}",
+                     "--skip-export"], env)
+        for t, o in tables.items():
+            assert snapshot(root, t, o) == before[t], t
+    finally:
+        f.write_bytes(good)
+
+
+def test_ttl_drops_a_month_older_than_six_months(served):
+    root, env = served
+    lake = root / "lake" / "ads"
+    # an old month in the lake: month M1 of every partitioned table, a year earlier
+    with duckdb.connect() as con:
+        for ads, col in SERVED_TABLES.items():
+            if col is None:
+                continue
+            src = lake / ads / f"month={M1}" / "data_0.parquet"
+            dst = lake / ads / f"month={OLD}"
+            dst.mkdir(exist_ok=True)
+            con.execute(f"copy (select * replace ({col} - interval 11 month as {col}) from '{src}') "
+                        f"to '{dst / 'data_0.parquet'}' (format parquet)")
+        (n_old,) = con.execute(f"select count(*) from '{lake}/ads_vehicle_daily_metrics/"
+                               f"month={OLD}/*.parquet'").fetchone()
+    assert n_old > 0
+    recent = ch(root, "select toYYYYMM(date), count() from bi.vehicle_daily_metrics group by 1 order by 1")
+    try:
+        run_cli(["publish", "--target", "clickhouse_local", "--months", OLD, "--skip-export"], env)
+        for srv in ("vehicle_daily_metrics", "vehicle_risk_daily", "fleet_daily_kpi"):
+            ch(root, f"optimize table bi.{srv} final")
+        old_id = OLD.replace("-", "")
+        assert ch(root, f"select count() from bi.vehicle_daily_metrics where toYYYYMM(date) = {old_id}") == [(0,)]
+        assert ch(root, f"select count() from bi.fleet_daily_kpi where toYYYYMM(date) = {old_id}") == [(0,)]
+        # the recent months stay
+        assert ch(root, "select toYYYYMM(date), count() from bi.vehicle_daily_metrics "
+                        "group by 1 order by 1") == recent
+    finally:
+        for ads, col in SERVED_TABLES.items():
+            if col is not None:
+                for p in (lake / ads / f"month={OLD}").glob("*"):
+                    p.unlink()
+                (lake / ads / f"month={OLD}").rmdir()
+
+
+# BI queries in SQL that ClickHouse and DuckDB both read; {tables} are bi.* or ads.ads_*
+BI_QUERIES = {
+    # every vehicle on the latest SOH day with its warnings and highest risk since M1; vehicles
+    # without a warning have NULLs (join_use_nulls = 1 on ClickHouse)
+    "at_risk_vehicles": """
+        select s.vin, s.soh_pct, w.warnings, w.top_level, r.max_risk, r.risk_days
+        from (select vin, soh_pct from {vehicle_soh}
+              where as_of_date = (select max(as_of_date) from {vehicle_soh})) as s
+        left join (select vin, count(*) as warnings, max(level) as top_level
+                   from {battery_warning} group by vin) as w on s.vin = w.vin
+        left join (select vin, max(risk_score) as max_risk,
+                          sum(case when max_level >= 1 then 1 else 0 end) as risk_days
+                   from {vehicle_risk_daily} where date >= '{since}' group by vin) as r
+            on s.vin = r.vin
+        order by s.vin""",
+    "soh_distribution_by_model": """
+        select vehicle_model, count(*) as vehicles, avg(soh_pct) as soh_mean,
+               min(soh_pct) as soh_min, max(soh_pct) as soh_max,
+               sum(case when soh_pct < 90 then 1 else 0 end) as below_90,
+               sum(case when soh_pct >= 90 and soh_pct < 95 then 1 else 0 end) as from_90_to_95,
+               sum(case when soh_pct >= 95 then 1 else 0 end) as from_95
+        from {vehicle_soh} where as_of_date = (select max(as_of_date) from {vehicle_soh})
+        group by vehicle_model order by vehicle_model""",
+    "daily_fleet_kpis": """
+        select k.date, k.active_vehicles, k.mileage_km, k.charged_kwh, k.vehicles_with_alarm,
+               m.vehicles, m.mileage_km as vehicle_mileage_km
+        from {fleet_daily_kpi} as k
+        inner join (select date, count(*) as vehicles, sum(mileage_km) as mileage_km
+                    from {vehicle_daily_metrics} group by date) as m on k.date = m.date
+        where k.vehicle_model = 'ALL' order by k.date""",
+}
+
+
+def bi_sql(name: str, engine: str) -> str:
+    names = {srv: (f"bi.{srv}" if engine == "clickhouse" else f"ads.{ads}")
+             for ads, srv in SERVED.items()}
+    return BI_QUERIES[name].format(since=f"{M1}-01", **names)
+
+
+@pytest.mark.parametrize("name", sorted(BI_QUERIES))
+def test_bi_query_equals_duckdb_ads(served, name):
+    root, _ = served
+    got = norm(ch(root, bi_sql(name, "clickhouse")))
+    want = norm(dq(root, bi_sql(name, "duckdb")))
+    print(f"\n{name}: {json.dumps(want[:3], default=str)} ...")
+    assert len(want) > 0
+    assert got == want
+    if name == "at_risk_vehicles":
+        # the fleet has vehicles with warnings and vehicles without (NULL, not 0, on both)
+        assert any(r[2] is None for r in got) and any(r[2] for r in got)
+    if name == "daily_fleet_kpis":
+        assert len(got) == FLEET.days and {str(r[0])[:7] for r in got} == {M1, M2}
+        assert all(r[1] == r[5] for r in got)  # active vehicles = vehicles with metrics
