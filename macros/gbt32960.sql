@@ -117,3 +117,21 @@
 {% macro bit_is_set(col, bit) -%}
     (cast(floor({{ col }} / {{ 2 ** bit }}) as bigint) % 2 = 1)
 {%- endmacro %}
+
+{#- The RESS arrays decoded from their raw codes: cell voltages stay integer millivolts, the
+    markers (0xFFFE abnormal, 0xFFFF invalid) become null elements; probe codes are degC + 40,
+    markers 0xFE / 0xFF. code_max is the array's largest code (ODS computes it once per frame
+    for its summaries). ODS decodes every frame with these; models that keep only a few frames
+    (dws_cell_arrays) decode the raw codes after their join, with the same expressions. -#}
+{% macro gbt32960_cell_voltages_mv(codes, code_max=none) -%}
+    {%- set code_max = code_max if code_max is not none else arr_max(codes) -%}
+    case
+        when {{ code_max }} >= 65534
+            then {{ arr_transform(codes, 'x', 'case when x >= 65534 then null else x end') }}
+        else {{ codes }}
+    end
+{%- endmacro %}
+
+{% macro gbt32960_probe_temps_c(codes) -%}
+    {{ arr_transform(codes, 'x', 'case when x >= 254 then null else cast(x - 40 as double) end') }}
+{%- endmacro %}

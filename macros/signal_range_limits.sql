@@ -100,3 +100,28 @@
         {{ expr }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- The cleaned RESS arrays of a kept frame, as select expressions, limited by the seed's range
+    limits when DWS nulled the frame's array summary (the conditions cell_nulled, probe_nulled). Where ODS is a view
+    (DuckDB) they are decoded from its raw codes (alias o_alias): the join on the lineage key
+    keeps the frames first, and only their arrays are decoded. Where ODS is a table (Spark) the
+    decoded arrays are read. dws_cell_frame and dwd_cell_deviation_daily both use it. -#}
+{% macro dws_cell_arrays(o_alias, cell_nulled, probe_nulled) -%}
+    {%- if ods_realtime_is_view() -%}
+        {%- set cells = gbt32960_cell_voltages_mv(o_alias ~ '.cell_voltage_codes') -%}
+        {%- set probes = gbt32960_probe_temps_c(o_alias ~ '.probe_temp_codes') -%}
+    {%- else -%}
+        {%- set cells = o_alias ~ '.cell_voltages_mv' -%}
+        {%- set probes = o_alias ~ '.probe_temps_c' -%}
+    {%- endif -%}
+    {{ array_range_limited(cells, 'cell_voltages', cell_nulled, 1000) }}
+        as cell_voltages_mv,
+    {{ array_range_limited(probes, 'probe_temps', probe_nulled, 1) }}
+        as probe_temps_c
+{%- endmacro %}
+
+{#- ODS realtime is a view on DuckDB (the landing files are the storage) and a table on Spark,
+    whose Derby/Hive metastore cannot hold a view text this long. -#}
+{% macro ods_realtime_is_view() -%}
+    {{ return(target.type != 'nevspark') }}
+{%- endmacro %}

@@ -14,48 +14,35 @@
 with
 
 samples as (
+    -- the first near-rest frame of each vehicle and period: a grouped min_by, where a window
+    -- would sort the day's low-current frames
     select
-        s.vin,
-        s.collect_time,
-        s.collect_date,
-        s.source_file,
-        s.source_row_number,
-        s.cell_voltage_min_v,
-        s.probe_temp_min_c
-    from (
-        select
-            f.vin,
-            f.collect_time,
-            f.collect_date,
-            f.source_file,
-            f.source_row_number,
-            f.cell_voltage_min_v,
-            f.probe_temp_min_c,
-            row_number() over (
-                partition by f.vin, f.collect_date, floor({{ epoch_seconds('f.collect_time') }} / {{ period_s }})
-                order by f.collect_time
-            ) as rn
-        from {{ ref('dws_realtime_frame') }} as f
-        inner join {{ ref('dws_vehicle') }} as v on f.vin = v.vin
-        where
-            {{ batch_filter('f.collect_date') }}
-            and abs(f.total_current_a) <= {{ var('cell_sample_max_c_rate', 0.05) }} * v.rated_capacity_ah
-    ) as s
-    where s.rn = 1
+        f.vin,
+        f.collect_date,
+        min(f.collect_time) as collect_time,
+        {{ min_by('f.source_file', 'f.collect_time') }} as source_file,
+        {{ min_by('f.source_row_number', 'f.collect_time') }} as source_row_number,
+        -- whether DWS nulled the frame's array summary (a flag: min_by may skip a null value)
+        {{ min_by('case when f.cell_voltage_min_v is null then 1 else 0 end', 'f.collect_time') }}
+            as is_cell_summary_null,
+        {{ min_by('case when f.probe_temp_min_c is null then 1 else 0 end', 'f.collect_time') }}
+            as is_probe_summary_null
+    from {{ ref('dws_realtime_frame') }} as f
+    inner join {{ ref('dws_vehicle') }} as v on f.vin = v.vin
+    where
+        {{ batch_filter('f.collect_date') }}
+        and abs(f.total_current_a) <= {{ var('cell_sample_max_c_rate', 0.05) }} * v.rated_capacity_ah
+    group by f.vin, f.collect_date, floor({{ epoch_seconds('f.collect_time') }} / {{ period_s }})
 ),
 
 sample_arrays as (
-    -- the arrays of the sample frames only, joined on the lineage key, cleaned as dws_cell_frame
-    -- cleans them (elements outside the seed's range limits are null): going through the
-    -- view would join every frame's arrays before keeping the samples
+    -- the arrays of the sample frames only: joined on the lineage key, then decoded and cleaned
+    -- as dws_cell_frame does (going through that view would decode every frame's arrays)
     select
         s.vin,
         s.collect_time,
         s.collect_date,
-        {{ array_range_limited('o.cell_voltages_mv', 'cell_voltages', 's.cell_voltage_min_v is null', 1000) }}
-            as cell_voltages_mv,
-        {{ array_range_limited('o.probe_temps_c', 'probe_temps', 's.probe_temp_min_c is null', 1) }}
-            as probe_temps_c
+        {{ dws_cell_arrays('o', 's.is_cell_summary_null = 1', 's.is_probe_summary_null = 1') }}
     from samples as s
     inner join {{ ref('ods_gbt32960_realtime') }} as o
         on s.source_file = o.source_file

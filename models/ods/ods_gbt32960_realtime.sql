@@ -4,7 +4,7 @@
 -- depends_on: {{ source('landing', 'gbt32960_realtime') }}
 -- A view on DuckDB (the landing files are the storage); a table on Spark, whose Derby/Hive
 -- metastore cannot hold a view text this long.
-{{ config(materialized='table' if target.type == 'nevspark' else 'view') }}
+{{ config(materialized='view' if ods_realtime_is_view() else 'table') }}
 
 with
 
@@ -95,13 +95,14 @@ renamed as (
         -- RESS arrays (element i = cell / probe i + 1). Cell voltages stay integer millivolts:
         -- a list_transform over ~100 elements per frame would cost more than reading them, so
         -- the markers are nulled only in the rare frames whose largest code is a marker.
-        case
-            when s.cell_code_max >= 65534
-                then {{ arr_transform('s.cell_voltages', 'x', 'case when x >= 65534 then null else x end') }}
-            else s.cell_voltages
-        end as cell_voltages_mv,
-        {{ arr_transform('s.probe_temps', 'x', 'case when x >= 254 then null else cast(x - 40 as double) end') }}
-            as probe_temps_c,
+        {{ gbt32960_cell_voltages_mv('s.cell_voltages', 's.cell_code_max') }} as cell_voltages_mv,
+        {{ gbt32960_probe_temps_c('s.probe_temps') }} as probe_temps_c,
+        {%- if ods_realtime_is_view() %}
+            -- the raw codes too: a model that keeps a few frames (dws_cell_arrays) decodes after its
+            -- join, where this view would decode every frame's arrays before the join drops them
+            s.cell_voltages as cell_voltage_codes,
+            s.probe_temps as probe_temp_codes,
+        {%- endif %}
 
         -- per-frame summaries of the arrays from the raw codes, markers excluded: a scan of the
         -- codes instead of a decode of every element (markers are the largest codes)
