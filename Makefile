@@ -35,7 +35,12 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests python_models adapters
+	# the dbt templater opens the duckdb target's file (and clickhouse_local's data directory)
+	mkdir -p warehouse
 	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
+	# the serving models are ClickHouse SQL, enabled on a ClickHouse target only: a run of their
+	# own on clickhouse_local (their dialect: models/serving/.sqlfluff)
+	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models/serving --config .sqlfluff-clickhouse
 
 clean:
 	rm -rf data warehouse target logs .pytest_cache $(ADAPTER)/build $(ADAPTER)/*.egg-info \

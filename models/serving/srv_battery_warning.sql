@@ -8,7 +8,7 @@
 -- the month it started in; keys cast to non-null types (sort key)
 select
     cast(vin as varchar) as vin,
-    cast(start_time as DateTime64(6)) as start_time,
+    cast(start_time as datetime64(6)) as start_time,
     cast(warning_id as varchar) as warning_id,
     * except (vin, start_time, warning_id, month)
 from {{ lake_table('ads_battery_warning') }}

@@ -10,13 +10,16 @@ the test runs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
-from test_warehouse import run_cli, wh_env
+from test_warehouse import PROJECT, run_cli, wh_env
 
 from nev_battery.lake import SERVED_TABLES
 from nev_battery.simulate import SimConfig, simulate
@@ -246,3 +249,18 @@ def test_bi_query_equals_duckdb_ads(served, name):
     if name == "daily_fleet_kpis":
         assert len(got) == FLEET.days and {str(r[0])[:7] for r in got} == {M1, M2}
         assert all(r[1] == r[5] for r in got)  # active vehicles = vehicles with metrics
+
+
+def test_sqlfluff_lint_serving_models(tmp_path):
+    """The serving models lint clean as ClickHouse SQL, compiled on clickhouse_local (on the
+    duckdb target of test_sqlfluff_lint_models they are disabled, and skipped)."""
+    env = dict(os.environ, DBT_PROFILES_DIR=str(PROJECT), NEV_CHDB_PATH=str(tmp_path / "chdb"),
+               DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+    p = subprocess.run([str(Path(sys.executable).parent / "sqlfluff"), "lint", "models/serving",
+                        "--config", ".sqlfluff-clickhouse", "--disable-progress-bar",
+                        "--format", "json"], check=False, cwd=PROJECT, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
+    assert "because it is disabled" not in p.stdout + p.stderr
+    linted = {Path(r["filepath"]).name for r in json.loads(p.stdout)}
+    assert linted == {f.name for f in (PROJECT / "models" / "serving").glob("srv_*.sql")}
