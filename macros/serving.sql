@@ -4,11 +4,15 @@
       <lake_root>/ads/<ads table>/*.parquet                 tables replaced whole
     so publishing never recomputes anything. -#}
 
-{#- The lake root: env NEV_LAKE_ROOT, else var lake_root; an absolute path for file() (a
-    server reads relative paths under its user_files_path), or an s3:// / hdfs:// URL. -#}
-{% macro lake_root() -%}
-    {%- set root = env_var('NEV_LAKE_ROOT', var('lake_root')) | string -%}
-    {{- return(root.rstrip('/')) -}}
+{#- The lake as the ClickHouse engine reads it: env NEV_LAKE_URL, else var lake_url (an s3:// or
+    hdfs:// URL, or a path under a server's user_files_path), else the folder the export wrote,
+    env NEV_LAKE_ROOT, else var lake_root (nev-battery publish sets NEV_LAKE_ROOT to its absolute
+    path: chdb reads it in-process). Two names because a production lake is written by the
+    compute run at one address (a mount) and read by the server at another (a bucket). -#}
+{% macro lake_url() -%}
+    {%- set root = env_var('NEV_LAKE_URL', '') or var('lake_url', none)
+        or env_var('NEV_LAKE_ROOT', var('lake_root')) -%}
+    {{- return((root | string).rstrip('/')) -}}
 {%- endmacro %}
 
 {#- var publish_months as a list of 'YYYY-MM' (a list or a comma-separated string; [] = all). -#}
@@ -33,7 +37,7 @@
     only the month folders of publish_months, so a month not published is not even opened. -#}
 {% macro lake_table(ads_table, partitioned=true, all_months=false) -%}
     {%- set months = [] if all_months else publish_months_list() -%}
-    {%- set base = lake_root() ~ '/ads/' ~ ads_table -%}
+    {%- set base = lake_url() ~ '/ads/' ~ ads_table -%}
     {%- if not partitioned -%}
         {%- set path = base ~ '/*.parquet' -%}
     {%- elif months | length == 1 -%}
@@ -53,6 +57,35 @@
     {%- else -%}
         {{ exceptions.raise_compiler_error("var lake_table_function: '" ~ fn ~ "' is not file, s3 or hdfs") }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of the month-partitioned serving models. dbt-clickhouse's insert_overwrite
+    replaces only the partitions its staging table has parts in, so a published month the lake
+    now holds no rows for (a recompute emptied it: its folder has an empty file) would keep its
+    old rows. This drops those months' partitions, after the replace and only when it succeeded
+    (a failed staging load runs no post-hook). It needs the months named (var publish_months,
+    as nev-battery publish always passes them): with every month, no folder names an empty one. -#}
+{% macro serving_drop_emptied_months() -%}
+    {%- set partition_by = config.get('partition_by') -%}
+    {%- set months = publish_months_list() -%}
+    {%- if not execute or not partition_by or not months -%}{{ return('') }}{%- endif -%}
+    {%- if not (partition_by | string).startswith('toYYYYMM(') -%}
+        {{ exceptions.raise_compiler_error("serving_drop_emptied_months: " ~ this ~ " is partitioned by " ~ partition_by ~ ", not by month (toYYYYMM)") }}
+    {%- endif -%}
+    {#- months with rows in the lake: the month folder of each file that has any -#}
+    {%- set with_rows = run_query("select distinct extract(_path, 'month=([0-9]{4}-[0-9]{2})') from "
+        ~ lake_table('ads_' ~ this.identifier)).columns[0].values() -%}
+    {%- set emptied = [] -%}
+    {%- for m in months if m not in with_rows -%}{%- do emptied.append(m.replace('-', '')) -%}{%- endfor -%}
+    {%- if not emptied -%}{{ return('') }}{%- endif -%}
+    {%- set served = run_query("select distinct partition_id from system.parts where active and database = '"
+        ~ this.schema ~ "' and table = '" ~ this.identifier ~ "' and partition_id in ('"
+        ~ emptied | join("', '") ~ "')").columns[0].values() -%}
+    {%- if not served -%}{{ return('') }}{%- endif -%}
+    alter table {{ this }}
+    {%- for p in served | sort %}
+        drop partition id '{{ p }}'{{ ',' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}
 
 {#- Months kept: var serving_ttl_months (6), a positive integer. -#}

@@ -200,7 +200,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from .lake import LakeError, check_lake, lake_root, parse_months
+    from .lake import LakeError, check_lake, lake_months, lake_root, parse_months
     from .warehouse import build
 
     try:
@@ -208,13 +208,16 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if not args.skip_export:
             exported = _export(months)
             months = months or exported.months()
+        # the months always named: a month the lake holds no rows for is then emptied on the
+        # served side too (macro serving_drop_emptied_months)
+        months = months or lake_months(lake_root())
         check_lake(lake_root(), months)
     except LakeError as e:
         print(f"nev-battery publish: {e}", file=sys.stderr)
         return 1
-    # the serving models read the lake through env NEV_LAKE_ROOT (macro lake_root())
-    os.environ["NEV_LAKE_ROOT"] = str(lake_root().resolve()) if "://" not in str(
-        lake_root()) else str(lake_root())
+    # absolute: dbt's var lake_root is relative to the project, and the serving models read the
+    # lake there unless it has an address of its own on the server (NEV_LAKE_URL, macro lake_url())
+    os.environ["NEV_LAKE_ROOT"] = str(lake_root().resolve())
     extra = dict(_vars(args), publish_months=months or None)
     print(f"publishing {'months ' + ', '.join(months) if months else 'every month'} "
           f"to target {args.target}")

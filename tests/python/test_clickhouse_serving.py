@@ -143,6 +143,28 @@ def test_republishing_a_month_replaces_exactly_that_month(served):
     assert snapshot(root, "vehicle_daily_metrics", "vin, date") == before
 
 
+def test_republishing_a_month_the_lake_emptied_clears_it(served):
+    """A month whose recomputed ADS has no rows (its lake folder holds an empty file) is emptied
+    in the served table too: REPLACE PARTITION alone replaces only the months that have rows."""
+    root, env = served
+    by_month = ("select toYYYYMM(start_time), count() from bi.battery_warning "
+                "group by 1 order by 1")
+    before = dict(ch(root, by_month))
+    m1 = int(M1.replace("-", ""))
+    assert before.get(m1, 0) > 0, before
+    f = root / "lake" / "ads" / "ads_battery_warning" / f"month={M1}" / "data_0.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"copy (select * from '{f}' limit 0) to '{f}.new' (format parquet)")
+    f.with_name("data_0.parquet.new").replace(f)
+    run_cli(["publish", "--target", "clickhouse_local", "--months", M1, "--skip-export",
+             "--select", "srv_battery_warning"], env)
+    assert dict(ch(root, by_month)) == {m: n for m, n in before.items() if m != m1}
+    # back to the warehouse's warnings (export included)
+    run_cli(["publish", "--target", "clickhouse_local", "--months", M1,
+             "--select", "srv_battery_warning"], env)
+    assert dict(ch(root, by_month)) == before
+
+
 def test_a_failed_publish_leaves_the_served_tables_as_they_were(served):
     root, env = served
     tables = {"vehicle_daily_metrics": "vin, date", "vehicle_soh": "vin, as_of_date",
@@ -249,6 +271,34 @@ def test_bi_query_equals_duckdb_ads(served, name):
     if name == "daily_fleet_kpis":
         assert len(got) == FLEET.days and {str(r[0])[:7] for r in got} == {M1, M2}
         assert all(r[1] == r[5] for r in got)  # active vehicles = vehicles with metrics
+
+
+def test_production_lake_addresses_compile_to_s3_and_hdfs(tmp_path):
+    """On a server the lake is read at its own address (NEV_LAKE_URL / var lake_url) with s3()
+    (credentials from a named collection) or hdfs(); the months named are the only folders read."""
+    env = dict(os.environ, DBT_PROFILES_DIR=str(PROJECT), NEV_CHDB_PATH=str(tmp_path / "chdb"),
+               DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"),
+               NEV_LAKE_ROOT=str(tmp_path / "lake"), NEV_LAKE_URL="s3://bucket/nev/lake/")
+    dbt = str(Path(sys.executable).parent / "dbt")
+    compiled = tmp_path / "target" / "compiled" / "nev_battery" / "models" / "serving"
+
+    def compile_(vars_: dict) -> dict[str, str]:
+        p = subprocess.run([dbt, "compile", "--target", "clickhouse_local", "--select",
+                            "srv_vehicle_soh", "srv_soh_watchlist", "--vars", json.dumps(vars_)],
+                           check=False, cwd=PROJECT, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+        return {f.stem: f.read_text() for f in compiled.glob("*.sql")}
+
+    sql = compile_({"lake_table_function": "s3", "lake_s3_named_collection": "nev_lake",
+                    "publish_months": "2026-10,2026-09"})
+    assert ("s3(nev_lake, url = 's3://bucket/nev/lake/ads/ads_vehicle_soh/month={2026-09,2026-10}"
+            "/*.parquet', format = 'Parquet')") in sql["srv_vehicle_soh"]
+    assert ("s3(nev_lake, url = 's3://bucket/nev/lake/ads/ads_soh_watchlist/*.parquet', "
+            "format = 'Parquet')") in sql["srv_soh_watchlist"]
+    env["NEV_LAKE_URL"] = "hdfs://namenode:8020/nev/lake"
+    sql = compile_({"lake_table_function": "hdfs", "publish_months": "2026-10"})
+    assert ("hdfs('hdfs://namenode:8020/nev/lake/ads/ads_vehicle_soh/month=2026-10/*.parquet', "
+            "'Parquet')") in sql["srv_vehicle_soh"]
 
 
 def test_sqlfluff_lint_serving_models(tmp_path):
