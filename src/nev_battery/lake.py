@@ -75,6 +75,19 @@ def _month_expr(col: str) -> str:
     return f"strftime(cast({col} as date), '%Y-%m')"
 
 
+def _select(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The table as exported: DuckDB's 128-bit integers (the type of its sum() of integers, e.g.
+    a count of vehicles) cast to BIGINT, since its Parquet writer turns them into DOUBLE and BI
+    would read counts as floats. A value beyond BIGINT fails the export (a cast, not a wrap)."""
+    wide = [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = 'ads' and "
+        "table_name = ? and data_type in ('HUGEINT', 'UHUGEINT') order by ordinal_position",
+        [table]).fetchall()]
+    replace = (" replace (" + ", ".join(f'cast("{c}" as bigint) as "{c}"' for c in wide) + ")"
+               if wide else "")
+    return f"select *{replace} from ads.{table}"
+
+
 def _swap_in(staged: Path, dest: Path) -> None:
     """Replace dest (a month folder or a file) by staged: rename the old one away, the new one
     into place, then delete the old one."""
@@ -114,11 +127,12 @@ def export_ads(con: duckdb.DuckDBPyConnection, root: Path | None = None,
         tdir = root / "ads" / table
         tdir.mkdir(parents=True, exist_ok=True)
         stage = tdir / f".staging-{uuid.uuid4().hex}"
+        select = _select(con, table)
         try:
             stage.mkdir()
             if col is None:
                 staged = stage / f"{table}.parquet"
-                con.execute(f"copy (select * from ads.{table}) to '{staged}' (format parquet)")
+                con.execute(f"copy ({select}) to '{staged}' (format parquet)")
                 (n,) = con.execute(f"select count(*) from ads.{table}").fetchone()
                 _swap_in(staged, tdir / f"{table}.parquet")
                 res.rows[table] = {"all": n}
@@ -127,7 +141,7 @@ def export_ads(con: duckdb.DuckDBPyConnection, root: Path | None = None,
             for m in months:
                 mdir = stage / f"month={m}"
                 mdir.mkdir()
-                sel = f"select * from ads.{table} where {_month_expr(col)} = '{m}'"
+                sel = f"{select} where {_month_expr(col)} = '{m}'"
                 con.execute(f"copy ({sel}) to '{mdir / 'data_0.parquet'}' (format parquet)")
                 (n,) = con.execute(f"select count(*) from ({sel})").fetchone()
                 _swap_in(mdir, tdir / f"month={m}")

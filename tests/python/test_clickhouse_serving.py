@@ -106,6 +106,12 @@ def test_publish_loads_every_ads_row_into_partitioned_ttl_tables(served):
     parts = ch(root, "select distinct partition from system.parts where database = 'bi' and "
                      "table = 'vehicle_daily_metrics' and active order by 1")
     assert parts == [(M1.replace("-", ""),), (M2.replace("-", ""),)]
+    # counts stay integers (DuckDB's sum() of integers is a 128-bit integer, which its Parquet
+    # writer would turn into a double)
+    assert ch(root, "select name, type from system.columns where database = 'bi' and table = "
+                    "'fleet_daily_kpi' and name in ('active_vehicles', 'charge_count') "
+                    "order by name") == [("active_vehicles", "Nullable(Int64)"),
+                                         ("charge_count", "Nullable(Int64)")]
     # no staging table left behind
     assert ch(root, "select name from system.tables where database = 'bi' and name like '%dbt%'") == []
 
