@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -305,6 +306,35 @@ def test_production_lake_addresses_compile_to_s3_and_hdfs(tmp_path):
     sql = compile_({"lake_table_function": "hdfs", "publish_months": "2026-10"})
     assert ("hdfs('hdfs://namenode:8020/nev/lake/ads/ads_vehicle_soh/month=2026-10/*.parquet', "
             "'Parquet')") in sql["srv_vehicle_soh"]
+
+
+def test_the_server_target_takes_its_connection_and_database_from_the_environment(tmp_path):
+    """The `clickhouse` target as a platform sets it: host, port, user, HTTPS and database from
+    NEV_CLICKHOUSE_*; the serving models, and only they, go to that database. No server here:
+    dbt debug prints the rendered profile, then fails to connect (a closed port on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free, and closed once the block ends
+    env = dict(os.environ, DBT_PROFILES_DIR=str(PROJECT), DBT_TARGET_PATH=str(tmp_path / "target"),
+               DBT_LOG_PATH=str(tmp_path / "logs"), NEV_CLICKHOUSE_HOST="127.0.0.1",
+               NEV_CLICKHOUSE_PORT=str(port), NEV_CLICKHOUSE_USER="bi_loader",
+               NEV_CLICKHOUSE_SECURE="true", NEV_CLICKHOUSE_DATABASE="analytics")
+    dbt = str(Path(sys.executable).parent / "dbt")
+    p = subprocess.run([dbt, "debug", "--target", "clickhouse"], check=False, cwd=PROJECT,
+                       env=env, capture_output=True, text=True, timeout=300)
+    shown = {k.strip(): v.strip() for k, _, v in (line.split("  ", 1)[-1].partition(":")
+                                                   for line in p.stdout.splitlines())}
+    assert "Registered adapter: clickhouse=" in p.stdout, p.stdout[-3000:]
+    assert {k: shown.get(k) for k in ("host", "port", "user", "secure", "schema", "driver")} == {
+        "host": "127.0.0.1", "port": str(port), "user": "bi_loader", "secure": "True",
+        "schema": "analytics", "driver": "http"}, p.stdout[-3000:]
+    assert p.returncode != 0  # nothing listens there
+    p = subprocess.run([dbt, "parse", "--target", "clickhouse"], check=False, cwd=PROJECT,
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    nodes = json.loads((tmp_path / "target" / "manifest.json").read_text())["nodes"].values()
+    enabled = {n["name"]: n["schema"] for n in nodes if n["resource_type"] == "model"}
+    assert enabled == {f.stem: "analytics" for f in (PROJECT / "models" / "serving").glob("srv_*.sql")}
 
 
 def test_sqlfluff_lint_serving_models(tmp_path):
