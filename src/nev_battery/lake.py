@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .warehouse import PROJECT_DIR
 
@@ -182,3 +184,30 @@ def check_lake(root: Path, months: list[str] | None) -> None:
             absent = [m for m in months if not (root / "ads" / t / f"month={m}").is_dir()]
             if absent:
                 raise LakeError(f"lake {root}: {t} has no month folder for {', '.join(absent)}")
+            _check_one_schema(root, t, months)
+
+
+def _check_one_schema(root: Path, table: str, months: list[str]) -> None:
+    """The months of a table published together must have one schema. ClickHouse types each
+    column from the first file it reads and converts the other files to that type, a value it
+    cannot convert becoming NULL: a month exported after a column changed type would load as
+    NULLs, silently. (Against the served table ClickHouse checks itself: REPLACE PARTITION
+    refuses a staging table of another structure.) A file whose footer cannot be read is left
+    to the load, which fails on it and leaves the served table unchanged."""
+    first: tuple[Path, pa.Schema] | None = None
+    for m in months:
+        for f in sorted((root / "ads" / table / f"month={m}").glob("*.parquet")):
+            try:
+                schema = pq.read_schema(f)
+            except (OSError, pa.ArrowException):
+                continue
+            if first is None:
+                first = (f, schema)
+            elif not schema.equals(first[1], check_metadata=False):
+                a = {x.name: str(x.type) for x in first[1]}
+                b = {x.name: str(x.type) for x in schema}
+                diff = ", ".join(f"{c}: {a.get(c, 'missing')} vs {b.get(c, 'missing')}"
+                                 for c in sorted(a.keys() | b.keys()) if a.get(c) != b.get(c))
+                raise LakeError(f"lake {root}: {table}: {f.relative_to(root)} has another "
+                                f"schema than {first[0].relative_to(root)} ({diff}); re-export "
+                                "every month and publish with --full-refresh")

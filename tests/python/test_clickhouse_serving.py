@@ -190,6 +190,43 @@ def test_a_failed_publish_leaves_the_served_tables_as_they_were(served):
         f.write_bytes(good)
 
 
+def test_a_month_of_another_schema_is_refused_before_loading(served):
+    """ClickHouse would convert a month whose column changed type to the first file's type,
+    NULL where it cannot: publish refuses the months; a file lacking a column fails the load."""
+    root, env = served
+    tables = {"vehicle_soh": "vin, as_of_date", "vehicle_risk_daily": "vin, date"}
+    before = {t: snapshot(root, t, o) for t, o in tables.items()}
+    lake = root / "lake" / "ads"
+    retyped = lake / "ads_vehicle_soh" / f"month={M2}" / "data_0.parquet"
+    dropped = lake / "ads_vehicle_risk_daily" / f"month={M2}" / "data_0.parquet"
+    good = {f: f.read_bytes() for f in (retyped, dropped)}
+    try:
+        with duckdb.connect() as con:
+            con.execute(f"copy (select * replace (cast(soh_pct as varchar) || ' %' as soh_pct) "
+                        f"from '{retyped}') to '{retyped}.new' (format parquet)")
+            con.execute(f"copy (select * exclude (risk_score) from '{dropped}') "
+                        f"to '{dropped}.new' (format parquet)")
+        for f in good:
+            f.with_name("data_0.parquet.new").replace(f)
+        with pytest.raises(AssertionError, match="ads_vehicle_soh: .* has another schema .*"
+                           "soh_pct: double vs string"):
+            run_cli(["publish", "--target", "clickhouse_local", "--months", f"{M1},{M2}",
+                     "--skip-export"], env)
+        # straight through dbt (no lake check): the missing column fails the load
+        dbt_env = dict(env, NEV_LAKE_ROOT=str(root / "lake"))
+        p = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--target",
+                            "clickhouse_local", "--profiles-dir", str(PROJECT), "--select",
+                            "srv_vehicle_risk_daily", "--vars",
+                            json.dumps({"publish_months": f"{M1},{M2}"})],
+                           check=False, cwd=PROJECT, env=dbt_env, capture_output=True, text=True)
+        assert p.returncode != 0 and "risk_score was not found" in p.stdout, p.stdout[-3000:]
+        for t, o in tables.items():
+            assert snapshot(root, t, o) == before[t], t
+    finally:
+        for f, data in good.items():
+            f.write_bytes(data)
+
+
 def test_ttl_drops_a_month_older_than_six_months(served):
     root, env = served
     lake = root / "lake" / "ads"
