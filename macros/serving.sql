@@ -88,6 +88,24 @@
     {%- endfor %}
 {%- endmacro %}
 
+{#- Pre-hook of the serving models: drops this table's staging tables left by earlier runs. A load
+    that fails after dbt-clickhouse created its staging table `<table>__dbt_new_data_<invocation
+    id>` (a value that cannot be cast, a lost connection, a killed run) leaves it behind, and no
+    later run drops it: the name is that run's. Only staging tables of this table and of other
+    runs; the served table is not touched. (So two publishes of one table at a time would fail
+    one another's load, each leaving the table as it was: publish one at a time.) -#}
+{% macro serving_drop_stale_staging() -%}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- set prefix = this.identifier ~ '__dbt_new_data_' -%}
+    {%- set own = prefix ~ invocation_id.replace('-', '_') -%}
+    {%- set stale = run_query("select name from system.tables where database = '" ~ this.schema
+        ~ "' and startsWith(name, '" ~ prefix ~ "') and name != '" ~ own ~ "'").columns[0].values() -%}
+    {%- for name in stale -%}
+        {%- do run_query('drop table if exists `' ~ this.schema ~ '`.`' ~ name ~ '`') -%}
+    {%- endfor -%}
+    {{- return('') -}}
+{%- endmacro %}
+
 {#- Months kept: var serving_ttl_months (6), a positive integer. -#}
 {% macro serving_ttl_months() -%}
     {%- set n = var('serving_ttl_months', 6) -%}
