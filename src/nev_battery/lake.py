@@ -194,20 +194,22 @@ def _check_one_schema(root: Path, table: str, months: list[str]) -> None:
     NULLs, silently. (Against the served table ClickHouse checks itself: REPLACE PARTITION
     refuses a staging table of another structure.) A file whose footer cannot be read is left
     to the load, which fails on it and leaves the served table unchanged."""
-    first: tuple[Path, pa.Schema] | None = None
+    first: tuple[Path, list[tuple[str, str]]] | None = None
     for m in months:
         for f in sorted((root / "ads" / table / f"month={m}").glob("*.parquet")):
             try:
-                schema = pq.read_schema(f)
+                # names and types; not nullability, which DuckDB's writer sets from the data (a
+                # column without NULLs that month is `required`) and the served tables ignore
+                schema = [(x.name, str(x.type)) for x in pq.read_schema(f)]
             except (OSError, pa.ArrowException):
                 continue
             if first is None:
                 first = (f, schema)
-            elif not schema.equals(first[1], check_metadata=False):
-                a = {x.name: str(x.type) for x in first[1]}
-                b = {x.name: str(x.type) for x in schema}
+            elif schema != first[1]:
+                a, b = dict(first[1]), dict(schema)
                 diff = ", ".join(f"{c}: {a.get(c, 'missing')} vs {b.get(c, 'missing')}"
                                  for c in sorted(a.keys() | b.keys()) if a.get(c) != b.get(c))
+                diff = diff or "the columns in another order"
                 raise LakeError(f"lake {root}: {table}: {f.relative_to(root)} has another "
                                 f"schema than {first[0].relative_to(root)} ({diff}); re-export "
                                 "every month and publish with --full-refresh")

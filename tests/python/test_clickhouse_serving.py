@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from test_warehouse import PROJECT, run_cli, wh_env
 
@@ -251,6 +252,35 @@ def test_a_month_of_another_schema_is_refused_before_loading(served):
     finally:
         for f, data in good.items():
             f.write_bytes(data)
+
+
+def test_lake_check_compares_names_and_types_not_nullability(tmp_path):
+    """DuckDB writes a column without NULLs as `required`, so an empty month (its file from
+    `limit 0`) and a full one differ in nullability alone: published together; a type differs:
+    refused."""
+    from nev_battery.lake import LakeError, check_lake
+
+    with duckdb.connect() as con:
+        con.execute("create table t as select 'V1' as vin, date '2026-10-01' as date, 1.5 as x")
+        for t, col in SERVED_TABLES.items():
+            d = tmp_path / "ads" / t
+            if col is None:
+                d.mkdir(parents=True)
+                con.execute(f"copy (select * from t) to '{d / (t + '.parquet')}' (format parquet)")
+                continue
+            for m, sql in (("2026-09", "select * from t limit 0"), ("2026-10", "select * from t"),
+                           ("2026-11", "select * replace (cast(x as varchar) as x) from t")):
+                (d / f"month={m}").mkdir(parents=True)
+                con.execute(f"copy ({sql}) to '{d / f'month={m}' / 'data_0.parquet'}' "
+                            "(format parquet)")
+    v = tmp_path / "ads" / "ads_vehicle_soh"
+    nullable = [[f.nullable for f in pq.read_schema(v / f"month={m}" / "data_0.parquet")]
+                for m in ("2026-09", "2026-10")]
+    assert nullable[0] != nullable[1]
+    check_lake(tmp_path, ["2026-09", "2026-10"])
+    with pytest.raises(LakeError, match=r"month=2026-11/data_0.parquet has another schema than "
+                       r".*month=2026-09/data_0.parquet \(x: decimal128\(2, 1\) vs string\)"):
+        check_lake(tmp_path, ["2026-09", "2026-10", "2026-11"])
 
 
 def test_ttl_drops_a_month_older_than_six_months(served):
