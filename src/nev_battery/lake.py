@@ -3,8 +3,9 @@
 The compute run (DuckDB) writes each served ADS table under ``<lake_root>/ads/<table>/``:
 tables with a date by month, ``month=YYYY-MM/data_0.parquet``, the others whole,
 ``<table>.parquet``. A month is written to a staging folder and then renamed into place, so a
-re-export replaces exactly that month (never appends to it) and a reader sees the old month or
-the new one. ``nev-battery publish`` then runs the serving models on a ClickHouse target with
+re-export replaces exactly that month (never appends to it) and a reader never reads a
+half-written one (between the two renames of a swap the month is briefly absent: publish after
+the export, not during it). ``nev-battery publish`` then runs the serving models on a ClickHouse target with
 the same months (var publish_months), which load them with file()/s3()/hdfs().
 """
 
