@@ -33,14 +33,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m nev_battery.bench
 
+# sqlfluff's dbt templater opens the target's database and renders is_incremental() from what
+# it holds: lint on a scratch DuckDB file and chdb directory, as the lint tests do, so that the
+# result does not depend on the local warehouse (nor fail while another process holds it). The
+# serving models are ClickHouse SQL, enabled on a ClickHouse target only: a run of their own on
+# clickhouse_local (their dialect: models/serving/.sqlfluff).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests python_models adapters
-	# the dbt templater opens the duckdb target's file (and clickhouse_local's data directory)
-	mkdir -p warehouse
-	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
-	# the serving models are ClickHouse SQL, enabled on a ClickHouse target only: a run of their
-	# own on clickhouse_local (their dialect: models/serving/.sqlfluff)
-	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models/serving --config .sqlfluff-clickhouse
+	scratch=$$(mktemp -d) && export DBT_PROFILES_DIR=$(CURDIR) NEV_DUCKDB_PATH=$$scratch/lint.duckdb \
+		NEV_CHDB_PATH=$$scratch/chdb DBT_TARGET_PATH=$$scratch/target && \
+		$(BIN)/sqlfluff lint models tests/dbt macros && \
+		$(BIN)/sqlfluff lint models/serving --config .sqlfluff-clickhouse; \
+		rc=$$?; rm -rf $$scratch; exit $$rc
 
 clean:
 	rm -rf data warehouse target logs .pytest_cache $(ADAPTER)/build $(ADAPTER)/*.egg-info \
