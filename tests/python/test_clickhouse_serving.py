@@ -294,22 +294,46 @@ def test_ttl_drops_a_month_older_than_six_months(served):
             src = lake / ads / f"month={M1}" / "data_0.parquet"
             dst = lake / ads / f"month={OLD}"
             dst.mkdir(exist_ok=True)
-            con.execute(f"copy (select * replace ({col} - interval 11 month as {col}) from '{src}') "
+            # without the days that do not exist 11 months earlier (the 31st of October would
+            # become the 30th of November, beside the 30th's own rows); a warning copied is
+            # another warning, with its own id
+            new_id = ", 'old-' || warning_id as warning_id" if ads == "ads_battery_warning" else ""
+            con.execute(f"copy (select * replace ({col} - interval 11 month as {col}{new_id}) "
+                        f"from '{src}' where day({col} - interval 11 month) = day({col})) "
                         f"to '{dst / 'data_0.parquet'}' (format parquet)")
         (n_old,) = con.execute(f"select count(*) from '{lake}/ads_vehicle_daily_metrics/"
                                f"month={OLD}/*.parquet'").fetchone()
     assert n_old > 0
-    recent = ch(root, "select toYYYYMM(date), count() from bi.vehicle_daily_metrics group by 1 order by 1")
+    dated = {SERVED[ads]: col for ads, col in SERVED_TABLES.items() if col is not None}
+
+    def by_month() -> dict[str, list[tuple]]:
+        return {srv: ch(root, f"select toYYYYMM({col}), count() from bi.{srv} group by 1 "
+                              "order by 1") for srv, col in dated.items()}
+
+    recent = by_month()
+    old_id = int(OLD.replace("-", ""))
     try:
+        # published when already past the six months: not kept
         run_cli(["publish", "--target", "clickhouse_local", "--months", OLD, "--skip-export"], env)
-        for srv in ("vehicle_daily_metrics", "vehicle_risk_daily", "fleet_daily_kpi"):
-            ch(root, f"optimize table bi.{srv} final")
-        old_id = OLD.replace("-", "")
-        assert ch(root, f"select count() from bi.vehicle_daily_metrics where toYYYYMM(date) = {old_id}") == [(0,)]
-        assert ch(root, f"select count() from bi.fleet_daily_kpi where toYYYYMM(date) = {old_id}") == [(0,)]
-        # the recent months stay
-        assert ch(root, "select toYYYYMM(date), count() from bi.vehicle_daily_metrics "
-                        "group by 1 order by 1") == recent
+        assert by_month() == recent
+        # a month that aged past the six months after it was published: a publish with a
+        # 24-month TTL builds its staging table with that TTL, which keeps the rows, and REPLACE
+        # PARTITION moves the month into the served tables, whose own TTL is six months
+        run_cli(["publish", "--target", "clickhouse_local", "--months", OLD, "--skip-export",
+                 "--var", "serving_ttl_months=24"], env)
+        aged = by_month()
+        assert dict(aged["vehicle_daily_metrics"])[old_id] == n_old
+        assert all(dict(aged[srv]).get(old_id, 0) > 0 for srv in
+                   ("vehicle_risk_daily", "vehicle_soh", "fleet_daily_kpi"))
+        # the served tables' six months drop it: the moved parts carry the TTL times of the
+        # staging table's expression, and MATERIALIZE TTL recomputes them with the served
+        # table's, as they would be for a part inserted under it, then applies them
+        for srv in dated:
+            ch(root, f"alter table bi.{srv} materialize ttl settings mutations_sync = 2")
+        # the old month gone, the recent months as they were
+        assert by_month() == recent
+        assert ch(root, "select count() from system.parts where active and database = 'bi' "
+                        f"and partition = '{old_id}' and rows > 0") == [(0,)]
     finally:
         for ads, col in SERVED_TABLES.items():
             if col is not None:
