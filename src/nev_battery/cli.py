@@ -205,6 +205,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
     try:
         months = parse_months(args.months)
+        if months and args.full_refresh:
+            # a full refresh recreates each served table from the months it reads: with --months
+            # every other month would be lost
+            raise LakeError("--full-refresh recreates the served tables from every month in the "
+                            "lake; it takes no --months")
         if not args.skip_export:
             exported = _export(months)
             months = months or exported.months()

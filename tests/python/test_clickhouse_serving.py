@@ -163,6 +163,23 @@ def test_republishing_a_month_replaces_exactly_that_month(served):
     assert snapshot(root, "vehicle_daily_metrics", "vin, date") == before
 
 
+def test_full_refresh_recreates_the_tables_from_every_month(served):
+    root, env = served
+    tables = {"vehicle_daily_metrics": "vin, date", "battery_warning": "warning_id",
+              "soh_by_condition": "scope, scope_key, condition_type, condition_value"}
+    before = {t: snapshot(root, t, o) for t, o in tables.items()}
+    # with --months the new tables would hold those months alone
+    with pytest.raises(AssertionError, match="takes no --months"):
+        run_cli(["publish", "--target", "clickhouse_local", "--full-refresh", "--months", M1],
+                env)
+    run_cli(["publish", "--target", "clickhouse_local", "--full-refresh", "--skip-export"], env)
+    assert {t: snapshot(root, t, o) for t, o in tables.items()} == before
+    assert {M1.replace("-", ""), M2.replace("-", "")} <= {r[0] for r in ch(
+        root, "select distinct partition from system.parts where active and database = 'bi' "
+              "and table = 'vehicle_daily_metrics'")}
+    assert staging_tables(root) == []
+
+
 def test_republishing_a_month_the_lake_emptied_clears_it(served):
     """A month whose recomputed ADS has no rows (its lake folder holds an empty file) is emptied
     in the served table too: REPLACE PARTITION alone replaces only the months that have rows."""
