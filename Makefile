@@ -4,7 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 ADAPTER := adapters/dbt-nev-spark
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock $$(find $(ADAPTER) -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*' -not -path '*/build/*' | sort) | cksum | cut -d' ' -f1)
+# the clickhouse_local target's adapter plugin: dbt-clickhouse on chdb
+ADAPTER_CHDB := adapters/dbt-nev-chdb
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock $$(find $(ADAPTER) $(ADAPTER_CHDB) -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*' -not -path '*/build/*' | sort) | cksum | cut -d' ' -f1)
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: run test bench lint clean
@@ -12,9 +14,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# pinned: every package at the version in requirements.lock; the dbt adapter plugin of the
-	# spark target is a package of its own (a regular install: it adds to dbt's namespace)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' ./$(ADAPTER)
+	# pinned: every package at the version in requirements.lock; the dbt adapter plugins of the
+	# spark and clickhouse_local targets are packages of their own (regular installs: they add
+	# to dbt's namespace)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # simulate the demo fleet, build the warehouse on DuckDB, print a summary
@@ -30,9 +33,19 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m nev_battery.bench
 
+# sqlfluff's dbt templater opens the target's database and renders is_incremental() from what
+# it holds: lint on a scratch DuckDB file and chdb directory, as the lint tests do, so that the
+# result does not depend on the local warehouse (nor fail while another process holds it). The
+# serving models are ClickHouse SQL, enabled on a ClickHouse target only: a run of their own on
+# clickhouse_local (their dialect: models/serving/.sqlfluff).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests python_models adapters
-	DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
+	scratch=$$(mktemp -d) && export DBT_PROFILES_DIR=$(CURDIR) NEV_DUCKDB_PATH=$$scratch/lint.duckdb \
+		NEV_CHDB_PATH=$$scratch/chdb DBT_TARGET_PATH=$$scratch/target && \
+		$(BIN)/sqlfluff lint models tests/dbt macros && \
+		$(BIN)/sqlfluff lint models/serving --config .sqlfluff-clickhouse; \
+		rc=$$?; rm -rf $$scratch; exit $$rc
 
 clean:
-	rm -rf data warehouse target logs .pytest_cache $(ADAPTER)/build $(ADAPTER)/*.egg-info
+	rm -rf data warehouse target logs .pytest_cache $(ADAPTER)/build $(ADAPTER)/*.egg-info \
+		$(ADAPTER_CHDB)/build $(ADAPTER_CHDB)/*.egg-info

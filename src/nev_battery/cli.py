@@ -7,6 +7,8 @@ backfill   rebuild a date range
 summary    rows per layer, quarantined rows by reason, landing-file problems
 evaluate   compare the warehouse with the simulator's ground truth (cleaning, charges, SOH,
            warnings)
+export     write the served ADS tables from the DuckDB warehouse to the lake as Parquet
+publish    export, then load the months into ClickHouse (serving layer, --target clickhouse*)
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
 """
 
@@ -169,6 +171,65 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(months: list[str] | None):
+    from .lake import export_ads, lake_root
+    from .warehouse import connect, duckdb_path
+
+    if not duckdb_path().exists():
+        raise SystemExit(f"nev-battery: no DuckDB warehouse at {duckdb_path()} (build it first)")
+    t0 = time.perf_counter()
+    with connect() as con:
+        res = export_ads(con, lake_root(), months)
+    n = sum(sum(v.values()) for v in res.rows.values())
+    print(f"exported {len(res.rows)} ADS tables, {n:,} rows, months "
+          f"{', '.join(res.months()) or '-'} to {res.root} in {time.perf_counter() - t0:.1f} s")
+    for table, empty in sorted(res.emptied.items()):
+        print(f"  {table}: no rows in {', '.join(empty)} (empty file written)")
+    return res
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .lake import LakeError, parse_months
+
+    try:
+        _export(parse_months(args.months))
+    except LakeError as e:
+        print(f"nev-battery export: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .lake import LakeError, check_lake, lake_months, lake_root, parse_months
+    from .warehouse import build
+
+    try:
+        months = parse_months(args.months)
+        if months and args.full_refresh:
+            # a full refresh recreates each served table from the months it reads: with --months
+            # every other month would be lost
+            raise LakeError("--full-refresh recreates the served tables from every month in the "
+                            "lake; it takes no --months")
+        if not args.skip_export:
+            exported = _export(months)
+            months = months or exported.months()
+        # the months always named: a month the lake holds no rows for is then emptied on the
+        # served side too (macro serving_drop_emptied_months)
+        months = months or lake_months(lake_root())
+        check_lake(lake_root(), months)
+    except LakeError as e:
+        print(f"nev-battery publish: {e}", file=sys.stderr)
+        return 1
+    # absolute: dbt's var lake_root is relative to the project, and the serving models read the
+    # lake there unless it has an address of its own on the server (NEV_LAKE_URL, macro lake_url())
+    os.environ["NEV_LAKE_ROOT"] = str(lake_root().resolve())
+    extra = dict(_vars(args), publish_months=months or None)
+    print(f"publishing {'months ' + ', '.join(months) if months else 'every month'} "
+          f"to target {args.target}")
+    return _report_build(build(select=args.select, target=args.target, extra_vars=extra,
+                               full_refresh=args.full_refresh, extra_args=_skip(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nev-battery", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("export", help="write the served ADS tables to the lake (Parquet)")
+    s.add_argument("--months", default=None, help="comma-separated YYYY-MM (default: all)")
+    s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("publish", help="export, then load the months into ClickHouse")
+    s.add_argument("--months", default=None, help="comma-separated YYYY-MM (default: all)")
+    s.add_argument("--target", default="clickhouse",
+                   help="clickhouse (a server) or clickhouse_local (chdb)")
+    s.add_argument("--skip-export", action="store_true", help="publish what the lake holds")
+    s.add_argument("--select", default=None)
+    s.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
+    s.add_argument("--full-refresh", action="store_true",
+                   help="rebuild the served tables from the lake's months")
+    s.add_argument("--var", action="append", metavar="KEY=VALUE", help="a dbt var (repeatable)")
+    s.set_defaults(func=_cmd_publish, retrain_soh=False)
 
     s = sub.add_parser("demo", help="simulate the demo fleet, build it, print the summary")
     s.add_argument("--vehicles", type=int, default=50)
