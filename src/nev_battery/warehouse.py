@@ -1,6 +1,6 @@
 """Run the dbt project: full builds, daily incremental runs and back-fills, and a summary.
 
-Incremental models replace whole ``collect_date`` days (delete+insert on DuckDB,
+Incremental models replace whole ``collect_date`` days (day_replace on DuckDB,
 insert_overwrite of date partitions on Spark). A run is told which days to rebuild through the
 ``batch_dates`` var; this module decides that list:
 
