@@ -162,18 +162,22 @@
     where 1 = 0
 {%- endmacro %}
 
-{#- {directory: [files]} of all audited landing files of a table (valid or not). -#}
+{#- {directory: [files]} of all audited landing files of a table (valid or not), by the folder a
+    directory scan would read (the dt= partition, or vehicle_master/): a stray file anywhere in
+    it (unexpected_path, even in a sub-folder) makes the folder be read file by file. -#}
 {% macro all_landing_files(table_name) -%}
     {%- set audit = ref('ods_landing_file') -%}
     {%- set out = {} -%}
     {%- if not execute -%}
         {{ return(out) }}
     {%- endif -%}
+    {%- set depth = 2 if table_name == 'gbt32960_realtime' else 1 -%}
     {%- set query -%}
-        select file_path from {{ audit }} where table_name = '{{ table_name }}' and file_path like '%.parquet'
+        select file_path from {{ audit }}
+        where table_name = '{{ table_name }}' and error_code is distinct from 'empty_partition'
     {%- endset -%}
     {%- for f in run_query(query).columns[0].values() -%}
-        {%- do out.setdefault(f.rsplit('/', 1)[0], []).append(f) -%}
+        {%- do out.setdefault(f.split('/')[:depth] | join('/'), []).append(f) -%}
     {%- endfor -%}
     {{ return(out) }}
 {%- endmacro %}

@@ -9,9 +9,13 @@ source as (
 
 renamed as (
     select
-        -- ids
-        vin,
-        {{ is_valid_vin('vin') }} as is_vin_valid,
+        -- ids: a master is typed by hand more often than a T-BOX sends, so a VIN with lowercase
+        -- letters or stray blanks is normalised (VINs are upper case, ISO 3779) and flagged;
+        -- one still malformed after that is rejected by dws_vehicle_reject, never dropped
+        upper(trim(vin)) as vin,
+        vin as source_vin,
+        vin is distinct from upper(trim(vin)) as is_vin_normalised,
+        {{ is_valid_vin('upper(trim(vin))') }} as is_vin_valid,
         vehicle_model,
         upper(trim(chemistry)) as chemistry,
         usage_type,

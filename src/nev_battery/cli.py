@@ -41,10 +41,36 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _report_build(res) -> int:
     scope = "all days" if res.batch_dates is None else f"{len(res.batch_dates)} day(s)"
+    for note in res.notes:
+        print(f"NOTE: {note}")
     print(f"dbt build ({scope}) {'succeeded' if res.ok else 'FAILED'} in {res.seconds:.1f} s")
     for f in res.failures:
         print(f"  {f}", file=sys.stderr)
     return 0 if res.ok else 1
+
+
+def iso_date(text: str) -> date:
+    """argparse type of the date flags: YYYY-MM-DD and a real date, else a usage error."""
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def iso_dates(text: str) -> list[str]:
+    return [str(iso_date(d.strip())) for d in text.split(",")]
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return n
 
 
 def _skip(args: argparse.Namespace) -> list[str]:
@@ -68,28 +94,29 @@ def _vars(args: argparse.Namespace) -> dict:
 def _cmd_build(args: argparse.Namespace) -> int:
     from .warehouse import build
 
-    dates = args.dates.split(",") if args.dates else None
-    return _report_build(build(dates, full_refresh=args.full_refresh, select=args.select,
+    return _report_build(build(args.dates, full_refresh=args.full_refresh, select=args.select,
                                target=args.target, extra_vars=_vars(args),
-                               extra_args=_skip(args)))
+                               extra_args=_skip(args), allow_shrink=args.allow_shrink))
 
 
 def _cmd_daily(args: argparse.Namespace) -> int:
     from .warehouse import build, daily_batch
 
-    d = date.fromisoformat(args.date)
-    batch = daily_batch(d, args.lookback_days)
-    print(f"daily run for {d}: rebuilding {', '.join(batch)}")
+    batch = daily_batch(args.date, args.lookback_days)
+    print(f"daily run for {args.date}: rebuilding {', '.join(batch)}")
     return _report_build(build(batch, select=args.select, target=args.target,
-                               extra_vars=_vars(args), extra_args=_skip(args)))
+                               extra_vars=_vars(args), extra_args=_skip(args),
+                               allow_shrink=args.allow_shrink))
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from .warehouse import backfill_batch, build
 
-    batch = backfill_batch(date.fromisoformat(args.start), date.fromisoformat(args.end))
+    batch = backfill_batch(args.start, args.end)
+    print(f"backfill {args.start} to {args.end}: rebuilding {len(batch)} day(s)")
     return _report_build(build(batch, select=args.select, target=args.target,
-                               extra_vars=_vars(args), extra_args=_skip(args)))
+                               extra_vars=_vars(args), extra_args=_skip(args),
+                               allow_shrink=args.allow_shrink))
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -233,6 +260,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nev-battery", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a fleet: landing zone + ground truth")
@@ -258,17 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a new SOH model version (default: only when none exists)")
         b.add_argument("--var", action="append", metavar="KEY=VALUE",
                        help="a dbt var for this run (repeatable), e.g. --var soh_holdout_share=0.5")
+        b.add_argument("--allow-shrink", action="store_true",
+                       help="rebuild days whose processed landing files vanished, shrank or "
+                            "became unreadable, deleting their rows (recorded in "
+                            "main.nev_history_shrink); without it such a run is refused")
         if name == "build":
-            b.add_argument("--dates", default=None, help="comma-separated YYYY-MM-DD")
+            b.add_argument("--dates", default=None, type=iso_dates,
+                           help="comma-separated YYYY-MM-DD")
             b.add_argument("--full-refresh", action="store_true")
         elif name == "daily":
-            b.add_argument("--date", required=True)
-            b.add_argument("--lookback-days", type=int, default=0,
+            b.add_argument("--date", required=True, type=iso_date, help="YYYY-MM-DD")
+            b.add_argument("--lookback-days", type=non_negative_int, default=0,
                            help="also rebuild this many days before the run date (late files "
                                 "are found by the landing listing anyway)")
         else:
-            b.add_argument("--start", required=True)
-            b.add_argument("--end", required=True)
+            b.add_argument("--start", required=True, type=iso_date, help="YYYY-MM-DD")
+            b.add_argument("--end", required=True, type=iso_date, help="YYYY-MM-DD, >= --start")
         b.set_defaults(func=fn)
 
     s = sub.add_parser("spark", help="a local Spark server (Thrift + Spark Connect) for the "
@@ -311,9 +344,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nev-battery")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# commands that open the warehouse: one at a time (warehouse.warehouse_lock)
+LOCKED = {"build", "daily", "backfill", "summary", "evaluate", "export", "publish", "demo"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .warehouse import WarehouseError, warehouse_lock
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "backfill" and args.end < args.start:
+        parser.error(f"argument --end: {args.end} is before --start {args.start}")
+    try:
+        if args.command in LOCKED:
+            with warehouse_lock(args.command):
+                return args.func(args)
+        return args.func(args)
+    except WarehouseError as e:
+        print(f"nev-battery {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

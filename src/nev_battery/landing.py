@@ -185,89 +185,108 @@ def _parse_dt(name: str) -> dt.date | None:
         return None
 
 
-def _audit_rows(root: Path) -> list[_Row]:
-    rows: list[_Row] = []
+def _unexpected(table: str, path: Path, root: Path, why: str) -> _Row:
+    rel = path.relative_to(root).as_posix()
+    return _Row(table, rel, None, 0, False, "unexpected_path",
+                f"{rel}: {why}; ODS does not read it (move it into place or delete it)")
+
+
+def _walk_files(d: Path) -> list[Path]:
+    """Every file below d, sorted (rglob: a file in a sub-folder must be reported, not missed)."""
+    return sorted(p for p in d.rglob("*") if p.is_file())
+
+
+def _audit_realtime(root: Path) -> list[_Row]:
     rt_dir = root / REALTIME_TABLE
     if not rt_dir.is_dir():
-        rows.append(
-            _Row(
-                REALTIME_TABLE,
-                REALTIME_TABLE,
-                None,
-                0,
-                False,
-                "missing_table",
-                f"{REALTIME_TABLE}: directory not found under {root}",
-            )
-        )
-    else:
-        for part in sorted(p for p in rt_dir.iterdir() if p.is_dir()):
-            rel_dir = part.relative_to(root).as_posix()
-            pdate = _parse_dt(part.name)
-            files = sorted(p for p in part.iterdir() if p.is_file() and p.suffix == ".parquet")
-            if pdate is None:
-                for f in files:
-                    rows.append(
-                        _Row(
-                            REALTIME_TABLE,
-                            f.relative_to(root).as_posix(),
-                            None,
-                            0,
-                            False,
-                            "bad_partition",
-                            f"{rel_dir}: partition directory is not dt=YYYY-MM-DD",
-                        )
-                    )
-                continue
-            if not files:
-                rows.append(
-                    _Row(
-                        REALTIME_TABLE,
-                        rel_dir,
-                        pdate,
-                        0,
-                        True,
-                        "empty_partition",
-                        f"{rel_dir}: partition directory has no parquet files",
-                    )
-                )
-                continue
-            rows.extend(audit_file(f, root, REALTIME_TABLE, pdate) for f in files)
+        return [_Row(REALTIME_TABLE, REALTIME_TABLE, None, 0, False, "missing_table",
+                     f"{REALTIME_TABLE}: directory not found under {root}")]
+    rows: list[_Row] = []
+    for entry in sorted(rt_dir.iterdir()):
+        if entry.is_file():
+            rows.append(_unexpected(REALTIME_TABLE, entry, root,
+                                    "file outside any dt=YYYY-MM-DD partition folder"))
+            continue
+        if not entry.is_dir():
+            continue
+        rel_dir = entry.relative_to(root).as_posix()
+        pdate = _parse_dt(entry.name)
+        if pdate is None:
+            # one row for the folder itself, so that a bad folder holding no files is seen too
+            rows.append(_Row(REALTIME_TABLE, rel_dir, None, 0, False, "bad_partition",
+                             f"{rel_dir}: partition folder is not dt=YYYY-MM-DD (a real date); "
+                             "rename it to the files' collect date"))
+            continue
+        files = []
+        for f in _walk_files(entry):
+            if f.parent != entry:
+                rows.append(_unexpected(REALTIME_TABLE, f, root,
+                                        "file in a sub-folder of a partition"))
+            elif f.suffix != ".parquet":
+                rows.append(_unexpected(REALTIME_TABLE, f, root,
+                                        "not a .parquet file (names are case-sensitive)"))
+            else:
+                files.append(f)
+        if not files:
+            rows.append(_Row(REALTIME_TABLE, rel_dir, pdate, 0, True, "empty_partition",
+                             f"{rel_dir}: partition directory has no parquet files"))
+            continue
+        rows.extend(audit_file(f, root, REALTIME_TABLE, pdate) for f in files)
+    return rows
+
+
+def _audit_master(root: Path) -> list[_Row]:
     vm_dir = root / MASTER_TABLE
-    vm_files = sorted(vm_dir.glob("*.parquet")) if vm_dir.is_dir() else []
+    rows: list[_Row] = []
+    vm_files = []
+    for f in _walk_files(vm_dir) if vm_dir.is_dir() else []:
+        if f.parent != vm_dir:
+            rows.append(_unexpected(MASTER_TABLE, f, root, "file in a sub-folder of vehicle_master"))
+        elif f.suffix != ".parquet":
+            rows.append(_unexpected(MASTER_TABLE, f, root,
+                                    "not a .parquet file (names are case-sensitive)"))
+        else:
+            vm_files.append(f)
     if not vm_files:
-        rows.append(
-            _Row(
-                MASTER_TABLE,
-                MASTER_TABLE,
-                None,
-                0,
-                False,
-                "missing_table",
-                f"{MASTER_TABLE}: no parquet files under {vm_dir}",
-            )
-        )
+        rows.append(_Row(MASTER_TABLE, MASTER_TABLE, None, 0, False, "missing_table",
+                         f"{MASTER_TABLE}: no parquet files under {vm_dir}"))
     rows.extend(audit_file(f, root, MASTER_TABLE, None) for f in vm_files)
     return rows
 
 
-def audit_landing(landing_root: str | Path) -> pd.DataFrame:
+def _audit_rows(root: Path, quarantine: dict[str, str] | None = None) -> list[_Row]:
+    rows = _audit_realtime(root) + _audit_master(root)
+    if quarantine:
+        # files whose data pages failed to decode (found by the run that read them, see
+        # warehouse.verify_landing_files): invalid, so that ODS reads around them from now on
+        rows = [
+            _Row(r.table_name, r.file_path, r.partition_date, r.row_count, False, "corrupt_data",
+                 quarantine[r.file_path]) if r.file_path in quarantine and r.is_valid else r
+            for r in rows
+        ]
+    return rows
+
+
+def audit_landing(landing_root: str | Path,
+                  quarantine: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per landing file (and per empty partition dir), checked from Parquet footers only.
 
     Columns: table_name, file_path (relative to landing_root), partition_date (from dt=, null
     for the master), row_count, is_valid, error_code, error_message. ``is_valid`` is false for
-    files ODS must not read (unreadable, missing column, wrong type, bad partition); zero-row
+    files ODS must not read (unreadable_file, missing_column, wrong_type, bad_partition,
+    unexpected_path, corrupt_data: the files named in ``quarantine``, {path: message}); zero-row
     files and empty partitions stay valid but carry ``empty_file`` / ``empty_partition``.
     """
     root = Path(landing_root)
-    rows = _audit_rows(root)
+    rows = _audit_rows(root, quarantine)
     table = pa.Table.from_pylist([r.__dict__ for r in rows], schema=AUDIT_SCHEMA)
     return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
 
 
-def audit_landing_arrow(landing_root: str | Path) -> pa.Table:
+def audit_landing_arrow(landing_root: str | Path,
+                        quarantine: dict[str, str] | None = None) -> pa.Table:
     """`audit_landing` as an Arrow table with the exact AUDIT_SCHEMA types (used by dbt)."""
-    rows = _audit_rows(Path(landing_root))
+    rows = _audit_rows(Path(landing_root), quarantine)
     return pa.Table.from_pylist([r.__dict__ for r in rows], schema=AUDIT_SCHEMA)
 
 
@@ -281,6 +300,22 @@ def format_audit_problems(df: pd.DataFrame) -> list[str]:
     for rec in warn.itertuples(index=False):
         problems.append(f"WARN {rec.error_code}: {rec.error_message}")
     return problems
+
+
+def verify_file_data(path: Path, table_name: str) -> str | None:
+    """Decode every contract column of every row of a Parquet file with DuckDB (the reader ODS
+    uses); None when it reads, else the reader's error. The footer audit cannot see a corrupt
+    data page: only a full decode does (cost: one scan of the file)."""
+    import duckdb
+
+    cols = ", ".join(f'"{c}"' for c in CONTRACT_SCHEMAS[table_name])
+    try:
+        with duckdb.connect() as con:
+            # hash() of every column forces every page to be decompressed and decoded
+            con.execute(f"select count(hash({cols})) from read_parquet(?)", [str(path)]).fetchall()
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 class LandingError(RuntimeError):
