@@ -12,7 +12,9 @@ def model(dbt, session):
     # ODS reads around them
     dbt.config(materialized="table")
     root = dbt.config.get("landing_root")
-    quarantine = json.loads(dbt.config.get("landing_quarantine") or "{}")
+    # (a call of its own: dbt finds the config keys a Python model reads by parsing such calls)
+    quarantine = dbt.config.get("landing_quarantine")
+    quarantine = json.loads(quarantine) if quarantine else {}
     audit = audit_landing_arrow(root, quarantine)
     if hasattr(session, "createDataFrame"):
         # Spark (Connect): the footers are read where dbt runs, which sees the landing zone

@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             b.add_argument("--start", required=True, type=iso_date, help="YYYY-MM-DD")
             b.add_argument("--end", required=True, type=iso_date, help="YYYY-MM-DD, >= --start")
+            b.set_defaults(parser=b)
         b.set_defaults(func=fn)
 
     s = sub.add_parser("spark", help="a local Spark server (Thrift + Spark Connect) for the "
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "backfill" and args.end < args.start:
-        parser.error(f"argument --end: {args.end} is before --start {args.start}")
+        args.parser.error(f"argument --end: {args.end} is before --start {args.start}")
     try:
         if args.command in LOCKED:
             with warehouse_lock(args.command):

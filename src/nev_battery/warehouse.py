@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ class LandingState:
     def partition_dates(self) -> list[str]:
         a = self.audit
         ok = a[(a["table_name"] == REALTIME_TABLE) & a["partition_date"].notna()]
-        return sorted({str(d) for d in ok["partition_date"]})
+        return sorted(set(ok["partition_date"]))
 
     def changed_partitions(self) -> set[str]:
         """Dates of partitions with a file that is new, changed or vanished since the last
@@ -174,9 +175,9 @@ class LandingState:
         a = self.audit
         files = a[(a["table_name"] == REALTIME_TABLE) & a["partition_date"].notna()
                   & a["file_path"].isin(list(self.stats))]
-        out = {str(r.partition_date) for r in files.itertuples()
+        out = {r.partition_date for r in files.itertuples()
                if seen.get(r.file_path) != self.stats[r.file_path]}
-        out |= {str(r.partition_date) for r in m.itertuples() if r.file_path not in self.stats}
+        out |= {r.partition_date for r in m.itertuples() if r.file_path not in self.stats}
         return out
 
     def unverified_files(self) -> list[str]:
@@ -186,6 +187,11 @@ class LandingState:
         a = self.audit
         a = a[a["is_valid"].astype(bool) & (a["row_count"] > 0)]
         return [f for f in a["file_path"] if seen.get(f) != self.stats.get(f)]
+
+
+def _day(value) -> str | None:
+    """A partition date as 'YYYY-MM-DD' (None for the master), whatever type it came in."""
+    return None if value is None or pd.isna(value) else str(pd.Timestamp(value).date())
 
 
 MANIFEST_COLUMNS = ["table_name", "file_path", "partition_date", "size_bytes", "mtime_ns",
@@ -206,8 +212,10 @@ def _read_manifest(con: duckdb.DuckDBPyConnection | None) -> pd.DataFrame:
                    size_bytes, mtime_ns, cast(null as bigint) as row_count,
                    'processed' as status, cast(null as varchar) as message,
                    cast(null as timestamp) as recorded_at
-            from {STATE_TABLE}""").df()
-    return con.execute(f"select {', '.join(MANIFEST_COLUMNS)} from {STATE_TABLE}").df()
+            from {STATE_TABLE}""").df().assign(partition_date=lambda d: d["partition_date"].map(_day))
+    # partition_date as 'YYYY-MM-DD' text, as the batch dates are
+    return con.execute(f"select {', '.join(MANIFEST_COLUMNS)} from {STATE_TABLE}").df().assign(
+        partition_date=lambda d: d["partition_date"].map(_day))
 
 
 def _master_hashes(root: Path, audit: pd.DataFrame) -> pd.DataFrame:
@@ -227,6 +235,12 @@ def _master_hashes(root: Path, audit: pd.DataFrame) -> pd.DataFrame:
             group by all""", [[str(root / f) for f in files]]).df()
 
 
+def _audit(root: Path, quarantine: dict[str, str]) -> pd.DataFrame:
+    """The footer audit (as ods_landing_file makes it) with partition dates as text."""
+    a = audit_landing(root, quarantine)
+    return a.assign(partition_date=a["partition_date"].map(_day))
+
+
 def landing_state(root: Path, con: duckdb.DuckDBPyConnection | None) -> LandingState:
     manifest = _read_manifest(con)
     before = (con.execute(f"select vin, master_hash from {MASTER_STATE_TABLE}").df()
@@ -240,7 +254,7 @@ def landing_state(root: Path, con: duckdb.DuckDBPyConnection | None) -> LandingS
                 st = f.stat()
                 stats[f.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
     state = LandingState(root, pd.DataFrame(), stats, manifest, pd.DataFrame(), before)
-    state.audit = audit_landing(root, state.quarantine())
+    state.audit = _audit(root, state.quarantine())
     state.master_now = _master_hashes(root, state.audit)
     return state
 
@@ -259,7 +273,7 @@ def find_shrinks(state: LandingState, days: list[str] | None,
     m = state.manifest[state.manifest["status"] == "processed"]
     for r in m.sort_values(["partition_date", "file_path"], na_position="first").itertuples():
         is_rt = r.table_name == REALTIME_TABLE
-        if is_rt and days is not None and str(r.partition_date) not in days:
+        if is_rt and days is not None and r.partition_date not in days:
             continue
         where = f"{r.partition_date}: " if is_rt else "vehicle master: "
         if r.file_path not in audit.index:
@@ -273,7 +287,7 @@ def find_shrinks(state: LandingState, days: list[str] | None,
         elif pd.notna(r.row_count) and cur["row_count"] < r.row_count:
             out.append(f"{where}{r.file_path} shrank from {int(r.row_count):,} to "
                        f"{int(cur['row_count']):,} rows ({int(r.row_count - cur['row_count']):,} "
-                       "rows would be deleted)")
+                       "rows fewer)")
     gone = sorted(set(state.master_before["vin"]) - set(state.master_now["vin"]))
     if gone:
         vin_days = vin_dates(con, gone)
@@ -319,7 +333,7 @@ def _manifest_rows(state: LandingState, audit_rows: pd.DataFrame, status: str,
     files = audit_rows["file_path"].tolist()
     return pd.DataFrame({
         "table_name": audit_rows["table_name"].tolist(), "file_path": files,
-        "partition_date": pd.to_datetime(audit_rows["partition_date"]).tolist(),
+        "partition_date": audit_rows["partition_date"].tolist(),
         "size_bytes": [state.stats[f][0] for f in files],
         "mtime_ns": [state.stats[f][1] for f in files],
         "row_count": audit_rows["row_count"].tolist(), "status": status,
@@ -329,6 +343,7 @@ def _manifest_rows(state: LandingState, audit_rows: pd.DataFrame, status: str,
 
 def _write_manifest(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> None:
     frame = frame.drop_duplicates("file_path", keep="last")[MANIFEST_COLUMNS]
+    frame = frame.assign(partition_date=frame["partition_date"].map(_day))
     con.execute(f"""create or replace table {STATE_TABLE} (table_name varchar, file_path varchar,
         partition_date date, size_bytes bigint, mtime_ns bigint, row_count bigint,
         status varchar, message varchar, recorded_at timestamp)""")
@@ -352,9 +367,9 @@ def save_state(con: duckdb.DuckDBPyConnection, state: LandingState, days: list[s
         in_scope = (a["table_name"] == MASTER_TABLE) | a["partition_date"].notna()
         keep = old.iloc[0:0]
     else:
-        in_scope = (a["table_name"] == MASTER_TABLE) | a["partition_date"].astype(str).isin(days)
+        in_scope = (a["table_name"] == MASTER_TABLE) | a["partition_date"].isin(days)
         keep = old[(old["table_name"] == REALTIME_TABLE) & (old["status"] == "processed")
-                   & ~old["partition_date"].astype(str).isin(days)]
+                   & ~old["partition_date"].isin(days)]
     q = {**state.quarantine(), **corrupt}
     frames = [keep, _manifest_rows(state, a[in_scope & a["is_valid"].astype(bool)], "processed"),
               _manifest_rows(state, a[a["file_path"].isin(list(q))], "corrupt_data", q)]
@@ -480,7 +495,7 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
         corrupt = verify_landing_files(state, state.unverified_files())
         if corrupt:
             notes += [f"quarantined (corrupt_data): {m}" for m in corrupt.values()]
-            state.audit = audit_landing(root, {**state.quarantine(), **corrupt})
+            state.audit = _audit(root, {**state.quarantine(), **corrupt})
             if local:
                 with connect(read_only=False) as c:
                     _remember_corrupt(c, state, corrupt)
@@ -493,7 +508,7 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
     if ok and local:
         with connect(read_only=False) as c:
             if shrinks:
-                record_shrink(c, shrinks, command)
+                record_shrink(c, shrinks, " ".join(["nev-battery", *sys.argv[1:]]))
                 notes.append(f"history shrank with consent (--allow-shrink): {len(shrinks)} "
                              f"finding(s) recorded in {SHRINK_TABLE}")
             save_state(c, state, days, corrupt)
