@@ -7,15 +7,23 @@ source as (
     {{ read_landing_files('vehicle_master') }}
 ),
 
+normalised as (
+    -- a master is typed by hand more often than a T-BOX sends: a VIN with lowercase letters or
+    -- stray blanks is normalised (VINs are upper case, ISO 3779) and flagged; one still
+    -- malformed after that is rejected by dws_vehicle_reject, never dropped
+    select
+        *,
+        upper(trim(vin)) as normalised_vin
+    from source
+),
+
 renamed as (
     select
-        -- ids: a master is typed by hand more often than a T-BOX sends, so a VIN with lowercase
-        -- letters or stray blanks is normalised (VINs are upper case, ISO 3779) and flagged;
-        -- one still malformed after that is rejected by dws_vehicle_reject, never dropped
-        upper(trim(vin)) as vin,
+        -- ids
+        normalised_vin as vin,
         vin as source_vin,
-        vin is distinct from upper(trim(vin)) as is_vin_normalised,
-        {{ is_valid_vin('upper(trim(vin))') }} as is_vin_valid,
+        coalesce(vin <> normalised_vin, false) as is_vin_normalised,
+        {{ is_valid_vin('normalised_vin') }} as is_vin_valid,
         vehicle_model,
         upper(trim(chemistry)) as chemistry,
         usage_type,
@@ -36,7 +44,7 @@ renamed as (
         -- lineage
         source_file,
         source_row_number
-    from source
+    from normalised
 )
 
 select * from renamed

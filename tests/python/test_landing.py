@@ -16,6 +16,7 @@ from nev_battery.landing import (
     LandingError,
     audit_landing,
     format_audit_problems,
+    verify_file_data,
 )
 
 
@@ -169,3 +170,57 @@ def test_columns_and_grain(landing: Path) -> None:
         "error_message",
     ]
     assert not df.duplicated(["table_name", "file_path"]).any()
+
+
+def test_bad_partition_folder_gets_one_row_even_when_empty(landing: Path) -> None:
+    bad = landing / "gbt32960_realtime" / "dt=2026-13-45"
+    bad.mkdir()
+    (landing / "gbt32960_realtime" / "dt=yesterday").mkdir()
+    _write(bad / "a.parquet", [_row()], REALTIME_SCHEMA)
+    df = audit_landing(landing)
+    for name in ("dt=2026-13-45", "dt=yesterday"):
+        r = _by_file(df, name)
+        assert not r["is_valid"] and r["error_code"] == "bad_partition"
+        assert name in r["error_message"] and "YYYY-MM-DD" in r["error_message"]
+    assert not df["file_path"].str.contains("dt=2026-13-45/").any()
+
+
+def test_files_where_nothing_reads_are_unexpected_paths(landing: Path) -> None:
+    rt = landing / "gbt32960_realtime"
+    part = rt / "dt=2024-03-01"
+    for p in (part / "sub" / "x.parquet", rt / "loose.parquet", part / "upper.PARQUET",
+              part / "notes.txt", landing / "vehicle_master" / "old" / "m.parquet"):
+        _write(p, [_row()], REALTIME_SCHEMA) if p.suffix == ".parquet" else p.parent.mkdir(
+            parents=True, exist_ok=True) or p.write_text("x")
+    df = audit_landing(landing)
+    for name in ("dt=2024-03-01/sub/x.parquet", "gbt32960_realtime/loose.parquet",
+                 "upper.PARQUET", "notes.txt", "vehicle_master/old/m.parquet"):
+        r = _by_file(df, name)
+        assert not r["is_valid"] and r["error_code"] == "unexpected_path", name
+        assert name in r["error_message"]
+    # the partition's own files are still audited as before
+    assert _by_file(df, "dt=2024-03-01/good.parquet")["is_valid"]
+
+
+def test_quarantined_file_is_invalid_as_corrupt_data(landing: Path) -> None:
+    rel = "gbt32960_realtime/dt=2024-03-01/good.parquet"
+    r = _by_file(audit_landing(landing, {rel: f"{rel}: data cannot be decoded"}), "good.parquet")
+    assert not r["is_valid"] and r["error_code"] == "corrupt_data"
+    assert r["row_count"] == 2 and "cannot be decoded" in r["error_message"]
+
+
+def test_verify_file_data_finds_a_corrupt_page(tmp_path: Path) -> None:
+    good = tmp_path / "good.parquet"
+    _write(good, [_row() for _ in range(2000)], REALTIME_SCHEMA)
+    assert verify_file_data(good, "gbt32960_realtime") is None
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(good.read_bytes())
+    md = pq.read_metadata(bad).row_group(0)
+    chunk = next(md.column(i) for i in range(md.num_columns)
+                 if md.column(i).path_in_schema.startswith("cell_voltages"))
+    with open(bad, "r+b") as f:
+        f.seek(chunk.data_page_offset)
+        f.write(b"\xff" * min(64, chunk.total_compressed_size))
+    assert pq.read_metadata(bad).num_rows == 2000  # the footer still reads
+    # the reader's own error (here "don't know what type", naming no file: the caller names it)
+    assert verify_file_data(bad, "gbt32960_realtime") is not None
