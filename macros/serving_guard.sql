@@ -19,17 +19,21 @@
     {{ exceptions.raise_compiler_error("serving_guard: " ~ model.name ~ " has no unique_combination_of_columns test in models/serving/_serving__models.yml: a serving model declares its grain there, and a publish checks it before the served table changes") }}
 {%- endmacro %}
 
-{#- Rows per partition ('all' for a table served whole) of `source` (a relation or a table
-    function) among the rows the TTL keeps: the TTL may have dropped rows from the staging table
-    already, which the lake still holds. The partition expression and the TTL are the model's own
-    (config partition_by, ttl), evaluated on the lake's columns as on the staging table's. -#}
-{% macro serving_rows_by_partition(source) -%}
-    {%- set partition_by = config.get('partition_by') -%}
+{#- Rows per partition ('all' for a table served whole) of the staging table and of the lake
+    files, among the rows the TTL keeps: the TTL may have dropped rows from the staging table
+    already, which the lake still holds. One query, so that both sides see the same now(). The
+    partition expression and the TTL are the model's own (config partition_by, ttl), evaluated on
+    the lake's columns as on the staging table's. Returns {'loaded': {p: n}, 'exported': {p: n}}. -#}
+{% macro serving_rows_by_partition(staging, lake) -%}
+    {%- set part = config.get('partition_by') or "'all'" -%}
     {%- set ttl = config.get('ttl') -%}
-    {%- set res = run_query("select toString(" ~ (partition_by or "'all'") ~ ") as p, count() as n from "
-        ~ source ~ " where " ~ (("(" ~ ttl ~ ") > now()") if ttl else "1 = 1") ~ " group by p order by p") -%}
-    {%- set out = {} -%}
-    {%- for row in res.rows -%}{%- do out.update({row[0]: row[1] | int}) -%}{%- endfor -%}
+    {%- set alive = ("(" ~ ttl ~ ") > now()") if ttl else "1 = 1" -%}
+    {%- set res = run_query("select side, toString(p) as p, count() as n from ("
+        ~ "select 'loaded' as side, " ~ part ~ " as p from " ~ staging ~ " where " ~ alive
+        ~ " union all select 'exported' as side, " ~ part ~ " as p from " ~ lake ~ " where " ~ alive
+        ~ ") group by side, p order by side, p") -%}
+    {%- set out = {'loaded': {}, 'exported': {}} -%}
+    {%- for row in res.rows -%}{%- do out[row[0]].update({row[1]: row[2] | int}) -%}{%- endfor -%}
     {{- return(out) -}}
 {%- endmacro %}
 
@@ -50,12 +54,12 @@
         {%- set shown = [] -%}
         {%- for r in dups.rows -%}{%- do shown.append(r[0] ~ ' x' ~ (r[1] | int)) -%}{%- endfor -%}
         {%- do problems.append((dups.rows[0][2] | int) ~ " key(s) of the grain (" ~ keys ~ ") more than once, e.g. "
-            ~ shown | join(', ') ~ " (a file in the lake was rewritten, or the ADS table has them: re-run nev-battery export for the months)") -%}
+            ~ shown | join(', ') ~ " (a copied or rewritten lake file, or the ADS table itself: re-run nev-battery export for the months)") -%}
     {%- endif -%}
     {%- set ads_table = 'ads_' ~ this.identifier -%}
     {%- set partitioned = config.get('partition_by') is not none -%}
-    {%- set loaded = serving_rows_by_partition(staging) -%}
-    {%- set exported = serving_rows_by_partition(lake_table(ads_table, partitioned, exported_only=true)) -%}
+    {%- set rows = serving_rows_by_partition(staging, lake_table(ads_table, partitioned, exported_only=true)) -%}
+    {%- set loaded, exported = rows['loaded'], rows['exported'] -%}
     {%- if loaded != exported -%}
         {%- set diff = [] -%}
         {%- for p in (loaded.keys() | list + exported.keys() | list) | unique | sort
