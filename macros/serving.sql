@@ -34,18 +34,24 @@
 {#- The table function reading an exported ADS table: file() here, s3() or hdfs() in production
     (var lake_table_function; s3 credentials from var lake_s3_named_collection, a named collection
     on the server, else the server's own: an IAM role or its s3 config). Partitioned tables read
-    only the month folders of publish_months, so a month not published is not even opened. -#}
-{% macro lake_table(ads_table, partitioned=true, all_months=false) -%}
+    only the month folders of publish_months, so a month not published is not even opened.
+    exported_only: only the file names nev-battery export writes (data_0.parquet in a month
+    folder, <ads table>.parquet for a table exported whole; nev_battery.lake.export_file), not
+    every *.parquet: the rows the export wrote, which macro serving_guard compares with what the
+    model loaded. -#}
+{% macro lake_table(ads_table, partitioned=true, all_months=false, exported_only=false) -%}
     {%- set months = [] if all_months else publish_months_list() -%}
     {%- set base = lake_url() ~ '/ads/' ~ ads_table -%}
+    {%- set name = ('data_0.parquet' if partitioned else ads_table ~ '.parquet') if exported_only else '*.parquet' -%}
     {%- if not partitioned -%}
-        {%- set path = base ~ '/*.parquet' -%}
+        {%- set path = base ~ '/' ~ name -%}
     {%- elif months | length == 1 -%}
-        {%- set path = base ~ '/month=' ~ months[0] ~ '/*.parquet' -%}
+        {%- set path = base ~ '/month=' ~ months[0] ~ '/' ~ name -%}
     {%- elif months -%}
-        {%- set path = base ~ '/month={' ~ months | join(',') ~ '}/*.parquet' -%}
+        {%- set path = base ~ '/month={' ~ months | join(',') ~ '}/' ~ name -%}
     {%- else -%}
-        {%- set path = base ~ '/month=*/*.parquet' -%}
+        {#- month folders alone: not a copy of one (`month=2026-03 (copy)`) -#}
+        {%- set path = base ~ '/month=????-??/' ~ name -%}
     {%- endif -%}
     {%- set fn = var('lake_table_function', 'file') -%}
     {%- if fn == 'file' -%}

@@ -226,6 +226,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# dbt adapter types that are ClickHouse: dbt-clickhouse (a server) and dbt-nev-chdb (chdb)
+CLICKHOUSE_TYPES = ("clickhouse", "nevchdb")
+
+
+def _clickhouse_target(name: str) -> str:
+    """argparse type of publish --target: a target of profiles.yml whose adapter is ClickHouse.
+    On any other target the serving models are disabled and the compute layers enabled, so a
+    publish would rebuild that warehouse and publish nothing: refused before anything runs."""
+    import yaml
+
+    from .warehouse import PROJECT_DIR
+
+    profiles = PROJECT_DIR / "profiles.yml"
+    outputs = yaml.safe_load(profiles.read_text())["nev_battery"]["outputs"]
+    ours = ", ".join(t for t, o in outputs.items() if o.get("type") in CLICKHOUSE_TYPES)
+    if name not in outputs:
+        raise argparse.ArgumentTypeError(f"no target {name!r} in {profiles} (the ClickHouse "
+                                         f"targets: {ours})")
+    kind = outputs[name].get("type")
+    if kind not in CLICKHOUSE_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is a {kind} target, not a ClickHouse one: publish loads the lake into "
+            f"ClickHouse (targets: {ours}); to build the warehouse use nev-battery build "
+            f"--target {name}")
+    return name
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     from .lake import LakeError, check_lake, lake_months, lake_root, parse_months
     from .warehouse import build
@@ -325,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("publish", help="export, then load the months into ClickHouse")
     s.add_argument("--months", default=None, help="comma-separated YYYY-MM (default: all)")
-    s.add_argument("--target", default="clickhouse",
-                   help="clickhouse (a server) or clickhouse_local (chdb)")
+    s.add_argument("--target", default="clickhouse", type=_clickhouse_target,
+                   help="clickhouse (a server) or clickhouse_local (chdb): a ClickHouse target")
     s.add_argument("--skip-export", action="store_true", help="publish what the lake holds")
     s.add_argument("--select", default=None)
     s.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
