@@ -26,7 +26,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import main_simulate, summarize_sessions
 
     res = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth,
-                        args.start_date, args.fault_share, args.dirty_scale)
+                        args.start_date, args.fault_share, args.dirty_scale, args.scenario)
     s = summarize_sessions(args.truth)
     print(f"simulated {res.vehicles} vehicles x {args.days} days: {res.frames:,} frames in "
           f"{res.files} files, {res.seconds:.1f} s ({res.frames_per_s:,.0f} frames/s)")
@@ -230,6 +230,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                full_refresh=args.full_refresh, extra_args=_skip(args)))
 
 
+def _scenario_names() -> list[str]:
+    from .scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nev-battery", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault-share", type=float, default=0.03)
     s.add_argument("--dirty-scale", type=float, default=1.0,
                    help="multiplier on the dirty-record rates (0 = clean data)")
+    s.add_argument("--scenario", default="baseline",
+                   help="how the BMS and the pack behave: " + ", ".join(_scenario_names())
+                   + " (nev_battery.scenarios; baseline = the simulator's own assumptions)")
     s.set_defaults(func=_cmd_simulate)
 
     for name, fn, hlp in (("build", _cmd_build, "dbt build (all days, or --dates)"),
