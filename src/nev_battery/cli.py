@@ -6,7 +6,7 @@ daily      the daily incremental run: a date, a look-back window and late partit
 backfill   rebuild a date range
 summary    rows per layer, quarantined rows by reason, landing-file problems
 evaluate   compare the warehouse with the simulator's ground truth (cleaning, charges, SOH,
-           warnings)
+           warnings), or every simulator scenario side by side (evaluate scenarios)
 export     write the served ADS tables from the DuckDB warehouse to the lake as Parquet
 publish    export, then load the months into ClickHouse (serving layer, --target clickhouse*)
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
@@ -115,6 +115,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluate
     from .warehouse import connect
 
+    if args.what == "scenarios":
+        from .scenario_eval import main_args
+
+        return main_args(args)
     with connect() as con:
         if args.what == "cleaning":
             rep = evaluate.evaluate_cleaning(con, args.truth)
@@ -289,9 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
-    s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings"])
+    s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings", "scenarios"],
+                   help="scenarios: simulate, build and evaluate a fleet per simulator scenario "
+                        "(nev_battery.scenario_eval) and print every figure per scenario")
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
+    from .scenario_eval import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("export", help="write the served ADS tables to the lake (Parquet)")
