@@ -92,10 +92,10 @@ _LAGGING = dict(bms_soc="coulomb", belief_tracking=(0.2, 0.7), belief_update_day
                 belief_error_sd=0.01, initial_soc_error_sd=1.0)
 _OCV = dict(bms_soc="coulomb", ocv_reset_rest_h=(1.0, 4.0), ocv_reset_sd=1.5,
             ocv_relax_bias=(0.5, 2.0), initial_soc_error_sd=1.0)
-_TOPUP = dict(topup_hold_share=0.7, topup_hold_pct=(1.5, 3.0))
+_TOPUP = dict(topup_hold_share=0.7, topup_hold_pct=(2.0, 3.5))
 _SENSOR = dict(current_gain_sd=0.01, current_offset_max_a=0.3, charge_efficiency=(0.985, 0.998),
                bms_charge_efficiency=1.0, standby_load_a=(0.9, 1.5))
-_PACK = dict(cell_capacity_sd=(0.005, 0.03), self_discharge_sd=0.05, weak_cell_share=0.6,
+_PACK = dict(cell_capacity_sd=(0.005, 0.03), self_discharge_sd=0.03, weak_cell_share=0.6,
              weak_cell_peak_v=WEAK_PEAK_V, probe_offset_max_c=2.0)
 
 SCENARIOS = {
@@ -109,7 +109,7 @@ SCENARIOS = {
         **_OCV),
     "topup_hold": Scenario(
         name="topup_hold", description="70 % of BMSs freeze the displayed SOC (<= 99) for the "
-        "last 1.5-3 % of a full charge, then jump to 100 at completion", **_TOPUP),
+        "last 2-3.5 % of a full charge, then jump to 100 at completion", **_TOPUP),
     "sensor_bias": Scenario(
         name="sensor_bias", description="current-sensor gain (1 % SD) and offset (+-0.3 A), "
         "charge efficiency 98.5-99.8 %, standby load 0.9-1.5 A in charge-complete frames",
