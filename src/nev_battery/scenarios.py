@@ -75,6 +75,9 @@ class Scenario:
     weak_cell_ov_share: float = 0.6  # full charges that end with the over-shoot
     weak_cell_peak_v: dict | None = None  # chemistry -> (low, high) peak voltage
     probe_offset_max_c: float = 0.0  # extra probe offsets U(-x, x) °C
+    # --- faults
+    isc_severity: tuple = (1.0, 1.0)  # internal shorts' severity multiplied by U(a, b) (milder
+    # micro-shorts hide in a pack whose healthy cells already drift apart)
 
     @property
     def is_baseline(self) -> bool:
@@ -88,7 +91,7 @@ class Scenario:
 BASELINE = Scenario()
 WEAK_PEAK_V = {"NCM": (4.35, 4.40), "LFP": (3.75, 3.79)}
 
-_LAGGING = dict(bms_soc="coulomb", belief_tracking=(0.2, 0.7), belief_update_days=(20.0, 120.0),
+_LAGGING = dict(bms_soc="coulomb", belief_tracking=(0.3, 0.8), belief_update_days=(20.0, 120.0),
                 belief_error_sd=0.01, initial_soc_error_sd=1.0)
 _OCV = dict(bms_soc="coulomb", ocv_reset_rest_h=(1.0, 4.0), ocv_reset_sd=1.5,
             ocv_relax_bias=(0.5, 2.0), initial_soc_error_sd=1.0)
@@ -97,12 +100,13 @@ _SENSOR = dict(current_gain_sd=0.01, current_offset_max_a=0.3, charge_efficiency
                bms_charge_efficiency=1.0, standby_load_a=(0.9, 1.5))
 _PACK = dict(cell_capacity_sd=(0.005, 0.03), self_discharge_sd=0.03, weak_cell_share=0.6,
              weak_cell_peak_v=WEAK_PEAK_V, probe_offset_max_c=2.0)
+_FAULTS = dict(isc_severity=(0.3, 0.7))
 
 SCENARIOS = {
     "baseline": BASELINE,
     "bms_lagging": Scenario(
         name="bms_lagging", description="coulomb-counted SOC against a capacity belief that "
-        "follows 20-70 % of the true fade, refreshed every 20-120 days", **_LAGGING),
+        "follows 30-80 % of the true fade, refreshed every 20-120 days", **_LAGGING),
     "bms_ocv_reset": Scenario(
         name="bms_ocv_reset", description="coulomb-counted SOC re-anchored from the OCV after "
         "1-4 h of rest (error 1.5 % SD, relaxation bias 0.5-2 %), never on the LFP plateau",
@@ -120,8 +124,9 @@ SCENARIOS = {
         "of vehicles, probe offsets up to 2 degC", **_PACK),
     "hostile": Scenario(
         name="hostile", description="all of the above together (lagging belief, OCV resets, "
-        "top-up hold, sensor bias, standby load, pack spread and weak cells)",
-        **{**_LAGGING, **_OCV, **_TOPUP, **_SENSOR, **_PACK}),
+        "top-up hold, sensor bias, standby load, pack spread and weak cells) and milder "
+        "internal shorts (severity x 0.3-0.7)",
+        **{**_LAGGING, **_OCV, **_TOPUP, **_SENSOR, **_PACK, **_FAULTS}),
 }
 
 
@@ -179,6 +184,18 @@ def vehicle_params(fl: pd.DataFrame, sc: Scenario, seed: int) -> pd.DataFrame:
     p["weak_cell_peak_v"] = np.where(weak, np.where(lfp, u(peak["LFP"]), u(peak["NCM"])), np.nan)
     p["chemistry"] = fl.chemistry.to_numpy()
     return p
+
+
+def scale_faults(faults: pd.DataFrame, sc: Scenario, seed: int) -> pd.DataFrame:
+    """Milder (or harsher) internal shorts, from a random stream of their own."""
+    lo, hi = sc.isc_severity
+    if lo == hi == 1.0 or not len(faults):
+        return faults
+    f = faults.copy()
+    isc = (f.fault_type == "internal_short").to_numpy()
+    mult = np.random.default_rng([seed, 4053]).uniform(lo, hi, len(f))
+    f["severity"] = np.where(isc, f.severity * mult, f.severity)
+    return f
 
 
 def write_truth(truth: Path, sc: Scenario, params: pd.DataFrame) -> None:

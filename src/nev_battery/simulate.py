@@ -41,7 +41,7 @@ from .catalog import (
     USAGE_PROFILES,
     VEHICLE_MODELS,
 )
-from .scenarios import bms_plan, get_scenario, vehicle_params, write_truth
+from .scenarios import bms_plan, get_scenario, scale_faults, vehicle_params, write_truth
 
 DT_S = 10  # normal report period while driving or charging
 DAY_S = 86400
@@ -1270,7 +1270,7 @@ def simulate(cfg: SimConfig, out: Path | str, truth: Path | str) -> SimResult:
     out, truth = Path(out), Path(truth)
     rng = np.random.default_rng(cfg.seed)
     fl = make_fleet(cfg, rng)
-    faults = assign_faults(fl, cfg, rng)
+    faults = scale_faults(assign_faults(fl, cfg, rng), get_scenario(cfg.scenario), cfg.seed)
     acts, daily = plan_activities(fl, faults, cfg, rng)
     acts = place_thermal_events(acts, faults, cfg)
     # the scenario: per-vehicle BMS and pack draws (own random streams), and the BMS's state
@@ -1394,6 +1394,7 @@ def simulate(cfg: SimConfig, out: Path | str, truth: Path | str) -> SimResult:
             "cell_no": faults.cell_no.astype("Int32"),
             "probe_no": faults.probe_no.astype("Int32"),
             "detail": np.where(faults.fault_type == "sensor_fault", faults.subtype, None),
+            **({} if scen.is_baseline else {"severity": faults.severity.to_numpy()}),
         }
     )
     horizon_end = start + pd.Timedelta(days=cfg.days)
