@@ -91,16 +91,18 @@ class Scenario:
 BASELINE = Scenario()
 WEAK_PEAK_V = {"NCM": (4.35, 4.40), "LFP": (3.75, 3.79)}
 
-_LAGGING = dict(bms_soc="coulomb", belief_tracking=(0.3, 0.8), belief_update_days=(20.0, 120.0),
-                belief_error_sd=0.01, initial_soc_error_sd=1.0)
-_OCV = dict(bms_soc="coulomb", ocv_reset_rest_h=(1.0, 4.0), ocv_reset_sd=1.5,
-            ocv_relax_bias=(0.5, 2.0), initial_soc_error_sd=1.0)
-_TOPUP = dict(topup_hold_share=0.7, topup_hold_pct=(2.0, 3.5))
-_SENSOR = dict(current_gain_sd=0.01, current_offset_max_a=0.3, charge_efficiency=(0.985, 0.998),
-               bms_charge_efficiency=1.0, standby_load_a=(0.9, 1.5))
-_PACK = dict(cell_capacity_sd=(0.005, 0.03), self_discharge_sd=0.03, weak_cell_share=0.6,
-             weak_cell_peak_v=WEAK_PEAK_V, probe_offset_max_c=2.0)
-_FAULTS = dict(isc_severity=(0.3, 0.7))
+_LAGGING = {"bms_soc": "coulomb", "belief_tracking": (0.3, 0.8),
+            "belief_update_days": (20.0, 120.0), "belief_error_sd": 0.01,
+            "initial_soc_error_sd": 1.0}
+_OCV = {"bms_soc": "coulomb", "ocv_reset_rest_h": (1.0, 4.0), "ocv_reset_sd": 1.5,
+        "ocv_relax_bias": (0.5, 2.0), "initial_soc_error_sd": 1.0}
+_TOPUP = {"topup_hold_share": 0.7, "topup_hold_pct": (2.0, 3.5)}
+_SENSOR = {"current_gain_sd": 0.01, "current_offset_max_a": 0.3,
+           "charge_efficiency": (0.985, 0.998), "bms_charge_efficiency": 1.0,
+           "standby_load_a": (0.9, 1.5)}
+_PACK = {"cell_capacity_sd": (0.005, 0.03), "self_discharge_sd": 0.03, "weak_cell_share": 0.6,
+         "weak_cell_peak_v": WEAK_PEAK_V, "probe_offset_max_c": 2.0}
+_FAULTS = {"isc_severity": (0.3, 0.7)}
 
 SCENARIOS = {
     "baseline": BASELINE,

@@ -765,7 +765,7 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
         wv = np.flatnonzero(has_weak)
         cell_cap[wv, weak_no[wv] - 1] = fl.sc_weak_cell_capacity.to_numpy()[wv]
         self_dis = np.abs(srng.normal(0, 1, (len(v_all), cells_n))).astype(f32) * f32(
-            get_scenario(cfg.scenario).self_discharge_sd)
+            sc.self_discharge_sd)
         probe_off = probe_off + srng.uniform(-1, 1, (len(v_all), probes_n)).astype(f32) * f32(
             sc.probe_offset_max_c)
     inv_cap = (1 / cell_cap).astype(f32)

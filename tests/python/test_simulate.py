@@ -211,7 +211,7 @@ def test_daily_mileage_by_usage(small_fleet, usage, lo, hi):
 # scenarios (nev_battery.scenarios): BMS and pack behaviours beyond the baseline's assumptions
 # --------------------------------------------------------------------------------------------
 
-SCEN_FLEET = dict(vehicles=10, days=10, seed=11, fault_share=0.0, dirty_scale=0.0)
+SCEN_FLEET = {"vehicles": 10, "days": 10, "seed": 11, "fault_share": 0.0, "dirty_scale": 0.0}
 _scen_cache: dict = {}
 
 
@@ -332,7 +332,7 @@ def test_lagging_belief_counts_soc_against_the_belief(tmp_path_factory):
 
 
 def test_ocv_reset_after_rest_never_on_the_lfp_plateau(tmp_path_factory):
-    landing, truth = _scen(tmp_path_factory, "bms_ocv_reset")
+    landing, _truth = _scen(tmp_path_factory, "bms_ocv_reset")
     r = duckdb.sql(f"""
         with f as (select *, lag(soc) over w as prev_soc, lag(collect_time) over w as prev_t
                    from {_frames(landing)} window w as (partition by vin order by collect_time))
