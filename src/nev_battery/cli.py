@@ -6,7 +6,7 @@ daily      the daily incremental run: a date, a look-back window and late partit
 backfill   rebuild a date range
 summary    rows per layer, quarantined rows by reason, landing-file problems
 evaluate   compare the warehouse with the simulator's ground truth (cleaning, charges, SOH,
-           warnings)
+           warnings), or every simulator scenario side by side (evaluate scenarios)
 export     write the served ADS tables from the DuckDB warehouse to the lake as Parquet
 publish    export, then load the months into ClickHouse (serving layer, --target clickhouse*)
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
@@ -26,7 +26,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import main_simulate, summarize_sessions
 
     res = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth,
-                        args.start_date, args.fault_share, args.dirty_scale)
+                        args.start_date, args.fault_share, args.dirty_scale, args.scenario)
     s = summarize_sessions(args.truth)
     print(f"simulated {res.vehicles} vehicles x {args.days} days: {res.frames:,} frames in "
           f"{res.files} files, {res.seconds:.1f} s ({res.frames_per_s:,.0f} frames/s)")
@@ -142,6 +142,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluate
     from .warehouse import connect
 
+    if args.what == "scenarios":
+        from .scenario_eval import main_args
+
+        return main_args(args)
     with connect() as con:
         if args.what == "cleaning":
             rep = evaluate.evaluate_cleaning(con, args.truth)
@@ -284,6 +288,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                full_refresh=args.full_refresh, extra_args=_skip(args)))
 
 
+def _scenario_names() -> list[str]:
+    from .scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nev-battery", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -300,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault-share", type=float, default=0.03)
     s.add_argument("--dirty-scale", type=float, default=1.0,
                    help="multiplier on the dirty-record rates (0 = clean data)")
+    s.add_argument("--scenario", default="baseline",
+                   help="how the BMS and the pack behave: " + ", ".join(_scenario_names())
+                   + " (nev_battery.scenarios; baseline = the simulator's own assumptions)")
     s.set_defaults(func=_cmd_simulate)
 
     for name, fn, hlp in (("build", _cmd_build, "dbt build (all days, or --dates)"),
@@ -341,9 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("evaluate", help="compare the warehouse with the ground truth")
-    s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings"])
+    s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings", "scenarios"],
+                   help="scenarios: simulate, build and evaluate a fleet per simulator scenario "
+                        "(nev_battery.scenario_eval) and print every figure per scenario")
     s.add_argument("--truth", default="data/truth")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
+    from .scenario_eval import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("export", help="write the served ADS tables to the lake (Parquet)")

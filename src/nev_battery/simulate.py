@@ -41,6 +41,7 @@ from .catalog import (
     USAGE_PROFILES,
     VEHICLE_MODELS,
 )
+from .scenarios import bms_plan, get_scenario, scale_faults, vehicle_params, write_truth
 
 DT_S = 10  # normal report period while driving or charging
 DAY_S = 86400
@@ -150,6 +151,7 @@ class SimConfig:
     fault_share: float = 0.03
     dirty_scale: float = 1.0
     max_frames_per_chunk: int = 1_000_000
+    scenario: str = "baseline"  # scenarios.SCENARIOS: how the BMS and the pack behave
 
 
 @dataclass
@@ -709,7 +711,15 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
         first_reach = np.where(reached, kpos, 10**9)
         fr = np.minimum.reduceat(first_reach, starts)
         tail = full & (kpos > np.repeat(fr, lens))
-    i_ch = np.where(tail, 0.0, i_ch)
+    sc = get_scenario(cfg.scenario)
+    scen = not sc.is_baseline
+    if scen:
+        # the terminal current of a charge carries the coulombic losses; in charge-complete
+        # frames the pack feeds the vehicle's standby load
+        i_ch = i_ch / fl.sc_charge_efficiency.to_numpy()[vidx]
+        i_ch = np.where(tail, fl.sc_standby_load_a.to_numpy()[vidx], i_ch)
+    else:
+        i_ch = np.where(tail, 0.0, i_ch)
     flick = A.flicker_at.to_numpy()
     in_flicker = (flick >= 0) & (kpos >= flick) & (kpos < flick + 2)
     i_ch = np.where(in_flicker, 0.0, i_ch)
@@ -745,6 +755,19 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
     cell_r = (1 + vrng.normal(0, 0.05, (len(v_all), cells_n))).astype(f32)
     probe_off = vrng.normal(0, 0.8, (len(v_all), probes_n)).astype(f32)
     probe_grad = np.abs(vrng.normal(0, 0.6, (len(v_all), probes_n))).astype(f32)
+    if scen:
+        srng = np.random.default_rng([cfg.seed, 17, model_idx, 4057])
+        sd = fl.sc_cell_capacity_sd.to_numpy()
+        cell_cap = np.where((sd > 0)[:, None], 1 + (cell_cap - 1) * (sd / 0.01)[:, None],
+                            cell_cap).astype(f32)
+        weak_no = fl.sc_weak_cell_no.to_numpy()
+        has_weak = (weak_no > 0) & (fl.cells.to_numpy() == cells_n)
+        wv = np.flatnonzero(has_weak)
+        cell_cap[wv, weak_no[wv] - 1] = fl.sc_weak_cell_capacity.to_numpy()[wv]
+        self_dis = np.abs(srng.normal(0, 1, (len(v_all), cells_n))).astype(f32) * f32(
+            sc.self_discharge_sd)
+        probe_off = probe_off + srng.uniform(-1, 1, (len(v_all), probes_n)).astype(f32) * f32(
+            sc.probe_offset_max_c)
     inv_cap = (1 / cell_cap).astype(f32)
     # measurement noise: rows of a small table (σ 1.5 mV), picked at random per frame
     noise_tab = vrng.normal(0, 0.0015, (4096, max(cells_n, probes_n))).astype(f32)[:, :cells_n]
@@ -812,6 +835,18 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
     x = inv_cap[vidx]
     x *= ((soc_true - 100.0) * 100.0)[:, None].astype(f32)
     x += f32(10000.5)
+    if scen:
+        # cells drift apart by their self-discharge since the last top-of-charge balancing;
+        # a weak cell sits above the pack at the top (it reaches the top voltage first)
+        days = np.clip((t_abs - A.t_last_full.to_numpy()) / DAY_S, 0, 60)
+        off = self_dis[vidx]
+        off *= (-100.0 * days)[:, None].astype(f32)
+        np.maximum(off, f32(-500), out=off)
+        wr = np.flatnonzero(has_weak[vidx])
+        off[wr, weak_no[vidx[wr]] - 1] += (100 * fl.sc_weak_cell_top_offset_pct.to_numpy()[
+            vidx[wr]]).astype(f32)
+        x += off
+        del off
     np.clip(x, 0, 10000, out=x)
     cells = table[x.astype(np.int32)]
     del x
@@ -829,6 +864,19 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
     np.clip(cells, 1.0, 4.9, out=cells)
     cells *= f32(1000)
     cells = np.rint(cells).astype(np.int32)  # mV, as the BMS reports them
+    if scen and temp_ref is None and full.any():
+        # the weak cell over-shoots the top voltage in the last 1-3 charging frames of a full
+        # charge (the frames up to the one that reaches the end SOC), on most full charges
+        first_reach = np.where(reached, kpos, 10**9)
+        fr_all = np.repeat(np.minimum.reduceat(first_reach, starts), lens)
+        n_ov = fl.sc_weak_cell_ov_frames.to_numpy()[vidx]
+        pick = ((act_idx.astype(np.int64) * 2654435761) % 1000) / 1000.0 < sc.weak_cell_ov_share
+        ov = (full & ~drive & has_weak[vidx] & pick & (kpos <= fr_all) & (kpos > fr_all - n_ov))
+        r_ov = np.flatnonzero(ov)
+        if r_ov.size:
+            peak = fl.sc_weak_cell_peak_v.to_numpy()[vidx[r_ov]]
+            cells[r_ov, weak_no[vidx[r_ov]] - 1] = np.rint(
+                1000 * peak + vrng.normal(0, 3, r_ov.size)).astype(np.int32)
     pack_v = cells.sum(axis=1, dtype=np.int64) / 1000.0 - current * BUSBAR_R_OHM
 
     # --- probes
@@ -843,10 +891,20 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
     # --- BMS outputs
     ah_since_full = A.ah_since_full0.to_numpy() + np.abs(
         _segment_cumsum(np.abs(current) * DT_S / 3600, starts))
-    drift = fl.soc_drift_per_efc.to_numpy()[vidx] * ah_since_full / (2 * cap)
-    soc_bms = np.clip(np.round(soc_true + np.clip(drift, -4, 4)), 0, 100)
-    soc_bms = np.where(soc_true >= 99.5, 100, soc_bms)
-    i_meas = current + fl.current_offset_a.to_numpy()[vidx] + vrng.normal(0, 0.4, n)
+    if scen and sc.bms_soc == "coulomb":
+        soc_bms = _coulomb_soc(A, fl, sc, current, soc_true, drive, tail, starts, tau)
+    else:
+        drift = fl.soc_drift_per_efc.to_numpy()[vidx] * ah_since_full / (2 * cap)
+        soc_bms = np.clip(np.round(soc_true + np.clip(drift, -4, 4)), 0, 100)
+        soc_bms = np.where(soc_true >= 99.5, 100, soc_bms)
+    if scen:
+        hold = fl.sc_topup_hold_pct.to_numpy()[vidx]
+        soc_bms = _topup_hold(soc_bms, soc_true, A.soc1.to_numpy(), hold, full & ~drive, tail,
+                              starts, lens)
+        i_meas = (fl.sc_current_gain.to_numpy()[vidx] * current
+                  + fl.sc_current_offset_a.to_numpy()[vidx] + vrng.normal(0, 0.4, n))
+    else:
+        i_meas = current + fl.current_offset_a.to_numpy()[vidx] + vrng.normal(0, 0.4, n)
     ins = fl.insulation_base_kohm.to_numpy()[vidx] * ins_mult * (1 + vrng.normal(0, 0.03, n))
 
     charge_status = np.where(drive, 3, 1)
@@ -861,7 +919,47 @@ def make_frames(acts: pd.DataFrame, act_idx: np.ndarray, tau: np.ndarray, fl: pd
         "accel": np.where(drive & (p_batt > 0), np.clip(p_batt / 1500.0, 0, 100), 0.0),
         "brake": np.where(drive & (p_batt < 800), np.clip((800 - p_batt) / 400.0, 0, 100), 0.0),
     }
+    if scen and "bms_belief_ah" in A:
+        cols["bms_belief_ah"] = A.bms_belief_ah.to_numpy()
     return FrameBlock(cols=cols, cells=cells, probes=probes)
+
+
+def _coulomb_soc(A: pd.DataFrame, fl: pd.DataFrame, sc, current: np.ndarray,
+                 soc_true: np.ndarray, drive: np.ndarray, tail: np.ndarray, starts: np.ndarray,
+                 tau: np.ndarray) -> np.ndarray:
+    """The BMS's SOC as a coulomb count of its measured current against its capacity belief,
+    from its SOC at the activity's start (true SOC + the error carried by bms_plan); 100 in the
+    charge-complete frames of a full charge. Trips integrate the frames' current (10 s frames);
+    charges use the analytic charged Ah, so 1 s alarm frames land on the same count."""
+    vidx = A.vehicle_idx.to_numpy()
+    gain = fl.sc_current_gain.to_numpy()[vidx]
+    off = fl.sc_current_offset_a.to_numpy()[vidx]
+    eta = fl.sc_charge_efficiency.to_numpy()[vidx]
+    belief = A.bms_belief_ah.to_numpy()
+    s0 = A.soc0.to_numpy()
+    cap = A.cap_ah.to_numpy()
+    out_ah = _segment_cumsum(np.where(drive, gain * current + off, 0.0) * DT_S / 3600, starts)
+    in_ah = sc.bms_charge_efficiency * (gain * np.clip(soc_true - s0, 0, None) / 100 * cap / eta
+                                        - off * tau / 3600)
+    soc = s0 + A.bms_err0.to_numpy() + np.where(drive, -100 * out_ah, 100 * in_ah) / belief
+    soc = np.clip(np.round(soc), 0, 100)
+    return np.where(tail, 100, soc)
+
+
+def _topup_hold(soc_bms: np.ndarray, soc_true: np.ndarray, soc_end: np.ndarray,
+                hold_pct: np.ndarray, full_charge: np.ndarray, tail: np.ndarray,
+                starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """A BMS that freezes its displayed SOC (at most 99) for the last ``hold_pct`` points of
+    true SOC of a full charge while the charger tops the pack up; the charge-complete frames
+    then show 100."""
+    freeze = full_charge & ~tail & (hold_pct > 0) & (soc_true >= soc_end - hold_pct)
+    if not freeze.any():
+        return soc_bms
+    n = len(soc_bms)
+    first = np.minimum.reduceat(np.where(freeze, np.arange(n), n), starts)
+    at = np.repeat(first, lens)
+    frozen = np.minimum(soc_bms[np.clip(at, 0, n - 1)], 99)
+    return np.where(freeze, frozen, soc_bms)
 
 
 # BMS thresholds per chemistry: cell over/under voltage, over-charge, consistency spread
@@ -1172,9 +1270,16 @@ def simulate(cfg: SimConfig, out: Path | str, truth: Path | str) -> SimResult:
     out, truth = Path(out), Path(truth)
     rng = np.random.default_rng(cfg.seed)
     fl = make_fleet(cfg, rng)
-    faults = assign_faults(fl, cfg, rng)
+    faults = scale_faults(assign_faults(fl, cfg, rng), get_scenario(cfg.scenario), cfg.seed)
     acts, daily = plan_activities(fl, faults, cfg, rng)
     acts = place_thermal_events(acts, faults, cfg)
+    # the scenario: per-vehicle BMS and pack draws (own random streams), and the BMS's state
+    # carried across activities; nothing of this runs for the baseline
+    scen = get_scenario(cfg.scenario)
+    vp = vehicle_params(fl, scen, cfg.seed)
+    if not scen.is_baseline:
+        acts = bms_plan(acts, fl, vp, scen, cfg.seed, DT_S, DAY_S)
+        fl = fl.join(vp.drop(columns=["vin", "chemistry"]).add_prefix("sc_"))
 
     rt_dir = out / "gbt32960_realtime"
     (out / "vehicle_master").mkdir(parents=True, exist_ok=True)
@@ -1262,8 +1367,19 @@ def simulate(cfg: SimConfig, out: Path | str, truth: Path | str) -> SimResult:
     gone = np.full(len(fl), np.inf)
     gone[hz.vehicle_idx.to_numpy()] = hz.hazard_s.to_numpy() // DAY_S
     daily = daily[daily.day.to_numpy() <= gone[daily.vehicle_idx.to_numpy()]]
-    daily[["vin", "date", "true_capacity_ah", "true_soh_pct", "rated_capacity_ah"]].to_parquet(
-        truth / "vehicle_daily.parquet", index=False)
+    if "bms_belief_ah" in acts:
+        # the BMS's capacity belief at the end of each day (its last activity started by then)
+        a = acts[["vehicle_idx", "t_start", "bms_belief_ah"]].sort_values("t_start")
+        q = daily[["vehicle_idx", "day"]].assign(t=(daily.day.to_numpy() + 1.0) * DAY_S - 1)
+        q = pd.merge_asof(q.reset_index().sort_values("t"), a, left_on="t", right_on="t_start",
+                          by="vehicle_idx", direction="backward").set_index("index")
+        daily["bms_capacity_belief_ah"] = q.bms_belief_ah.reindex(daily.index).to_numpy()
+        cols_daily = ["vin", "date", "true_capacity_ah", "true_soh_pct", "rated_capacity_ah",
+                      "bms_capacity_belief_ah"]
+    else:
+        cols_daily = ["vin", "date", "true_capacity_ah", "true_soh_pct", "rated_capacity_ah"]
+    daily[cols_daily].to_parquet(truth / "vehicle_daily.parquet", index=False)
+    write_truth(truth, scen, vp)
 
     sess = pd.concat(sessions, ignore_index=True)
     sess = sess.sort_values(["vin", "start_time"]).reset_index(drop=True)
@@ -1278,6 +1394,7 @@ def simulate(cfg: SimConfig, out: Path | str, truth: Path | str) -> SimResult:
             "cell_no": faults.cell_no.astype("Int32"),
             "probe_no": faults.probe_no.astype("Int32"),
             "detail": np.where(faults.fault_type == "sensor_fault", faults.subtype, None),
+            **({} if scen.is_baseline else {"severity": faults.severity.to_numpy()}),
         }
     )
     horizon_end = start + pd.Timedelta(days=cfg.days)
@@ -1344,6 +1461,8 @@ def _charge_truth(block: FrameBlock, rec: dict, acts, fl) -> pd.DataFrame:
             "charged_ah": ah,
             "charger_type": np.where(kind == 2, "DC", "AC"),
             "frames": np.diff(np.r_[starts, len(idx)]),
+            **({"bms_belief_ah": c["bms_belief_ah"][idx][starts]} if "bms_belief_ah" in c
+               else {}),
         }
     )
 
@@ -1405,9 +1524,9 @@ def summarize_sessions(truth: Path | str) -> dict:
 
 def main_simulate(vehicles: int, days: int, seed: int, out: str, truth: str,
                   start_date: str | None = None, fault_share: float = 0.03,
-                  dirty_scale: float = 1.0) -> SimResult:
+                  dirty_scale: float = 1.0, scenario: str = "baseline") -> SimResult:
     cfg = SimConfig(vehicles=vehicles, days=days, seed=seed, fault_share=fault_share,
-                    dirty_scale=dirty_scale)
+                    dirty_scale=dirty_scale, scenario=get_scenario(scenario).name)
     if start_date:
         cfg.start_date = datetime.strptime(start_date, "%Y-%m-%d").date()
     return simulate(cfg, out, truth)

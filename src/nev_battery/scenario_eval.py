@@ -1,0 +1,283 @@
+"""Evaluate the warehouse's SOH and warning models on every simulator scenario.
+
+For each scenario (``nev_battery.scenarios``): simulate a fleet into ``<root>/<scenario>/``
+(landing, truth), build the warehouse from it in a separate process (its own DuckDB file, dbt
+target and log folders), then measure SOH and warnings against the fleet's truth, plus the
+label and calibration diagnostics that show *why* a figure moved. Prints one table: a row per
+figure, a column per scenario.
+
+    python -m nev_battery.scenario_eval --root /tmp/scen-eval --vehicles 40 --days 90
+    nev-battery evaluate scenarios --root /tmp/scen-eval --scenarios baseline,hostile
+    nev-battery evaluate scenarios --fleets /tmp/scen-eval/baseline /tmp/other   # built fleets
+
+A fleet directory holds ``landing/``, ``truth/`` and, once built, ``wh.duckdb``; a fleet that
+is already simulated or built is reused unless ``--rebuild`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+# (key, label, format, target) in table order
+FIGURES = (
+    ("soh_rmse", "SOH RMSE pp (<= 1.0)", "{:.2f}"),
+    ("soh_max", "SOH max error pp (<= 3)", "{:.1f}"),
+    ("soh_within_2pp", "SOH within 2 pp (>= 95 %)", "{:.0%}"),
+    ("soh_coverage90", "90 % interval coverage (85-95 %)", "{:.0%}"),
+    ("soh_bias", "SOH mean error pp (model - true)", "{:+.2f}"),
+    ("soh_bias_ncm", "  NCM", "{:+.2f}"),
+    ("soh_bias_lfp", "  LFP", "{:+.2f}"),
+    ("soh_bias_age_slope", "  per year of age, pp", "{:+.2f}"),
+    ("label_charge_bias", "charge labels: mean error pp", "{:+.2f}"),
+    ("label_lfp_full_bias", "  LFP full charges", "{:+.2f}"),
+    ("label_discharge_bias", "discharge windows: mean error pp", "{:+.2f}"),
+    ("label_bias_small_dsoc", "  labels with dSOC < 40: mean error pp", "{:+.2f}"),
+    ("label_bias_large_dsoc", "  labels with dSOC >= 60: mean error pp", "{:+.2f}"),
+    ("label_end_held", "charge labels ending at 97-99 (held)", "{:.0%}"),
+    ("ac_ah_cal_bias", "AC charge Ah after offset calibration", "{:+.1%}"),
+    ("offset_est_a", "estimated current offset, median A", "{:+.2f}"),
+    ("false_l2_per_1000", "false level>=2 per 1000 healthy veh-days (<= 1)", "{:.2f}"),
+    ("false_l1_per_1000", "false level 1 per 1000 healthy veh-days", "{:.2f}"),
+    ("false_l2_types", "  false level>=2 by type", "{}"),
+    ("bms_false_l2_per_1000", "BMS level>=2 alarms per 1000 healthy veh-days", "{:.2f}"),
+    ("hazard_recall", "ISC/thermal recall level>=2 (>= 90 %)", "{:.0%}"),
+    ("hazard_lead_h", "  median lead h (>= 24)", "{:.0f}"),
+    ("thermal_l3_before", "thermal events warned at level 3 before", "{}"),
+    ("auroc", "AUROC (>= 0.95)", "{:.3f}"),
+)
+
+
+def _env(fleet: Path) -> dict:
+    env = dict(os.environ)
+    env.update(NEV_DUCKDB_PATH=str(fleet / "wh.duckdb"), NEV_LANDING_ROOT=str(fleet / "landing"),
+               DBT_TARGET_PATH=str(fleet / "target"), DBT_LOG_PATH=str(fleet / "logs"))
+    src = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def simulate_fleet(fleet: Path, scenario: str, vehicles: int, days: int, seed: int,
+                   fault_share: float) -> None:
+    from .simulate import SimConfig, simulate
+
+    cfg = SimConfig(vehicles=vehicles, days=days, seed=seed, fault_share=fault_share,
+                    scenario=scenario)
+    simulate(cfg, fleet / "landing", fleet / "truth")
+
+
+def build_fleet(fleet: Path) -> float:
+    """dbt build of the fleet's warehouse in a child process (dbt keeps process-wide state)."""
+    t0 = time.perf_counter()
+    wh = fleet / "wh.duckdb"
+    if wh.exists():
+        wh.unlink()
+    log = fleet / "build.log"
+    with open(log, "w") as out:
+        rc = subprocess.call([sys.executable, "-m", "nev_battery.cli", "build", "--full-refresh",
+                              "--skip-tests"], env=_env(fleet), stdout=out, stderr=subprocess.STDOUT,
+                             cwd=str(Path(__file__).resolve().parents[2]))
+    if rc:
+        raise RuntimeError(f"build of {fleet} failed (see {log})")
+    return time.perf_counter() - t0
+
+
+def _label_figures(con: duckdb.DuckDBPyConnection, truth: Path) -> dict:
+    lab = con.execute(f"""
+        select o.observation_type, o.chemistry, o.is_full_charge, o.delta_soc_pct,
+               o.end_soc_pct, o.soh_obs_pct - t.true_soh_pct as err
+        from dwd.dwd_capacity_observation o
+        join read_parquet('{truth / 'vehicle_daily.parquet'}') t
+          on t.vin = o.vin and t.date = o.start_date
+        where o.capacity_reject_reason is null
+    """).df()
+    ch = lab[lab.observation_type == "charge"]
+    lfp_full = ch[(ch.chemistry == "LFP") & ch.is_full_charge.astype(bool)]
+    dis = lab[lab.observation_type == "discharge"]
+
+    def mean(x):
+        return float(x.mean()) if len(x) else float("nan")
+
+    # AC charges: the offset-calibrated Ah against the true Ah of the session (signed)
+    sess = truth / "charge_sessions.parquet"
+    ac = con.execute(f"""
+        with t as (select row_number() over () as sid, * from read_parquet('{sess}')),
+        p as (
+            select t.sid, t.charger_type, t.charged_ah as true_ah,
+                   s.charged_ah + coalesce(o.current_offset_a, 0) * s.charging_s / 3600 as cal_ah,
+                   row_number() over (partition by t.sid order by
+                       epoch(least(s.end_time, t.end_time))
+                       - epoch(greatest(s.start_time, t.start_time)) desc) as rk
+            from dwd.dwd_charge_segment s
+            join t on t.vin = s.vin and s.start_time <= t.end_time and s.end_time >= t.start_time
+            left join dwd.dwd_vehicle_current_offset o on o.vin = s.vin
+        )
+        select median(cal_ah / true_ah - 1) from p
+        where rk = 1 and charger_type = 'AC' and true_ah > 5
+    """).fetchone()[0]
+    off = con.execute("select median(current_offset_a) from dwd.dwd_vehicle_current_offset"
+                      ).fetchone()[0]
+    ends = ch.end_soc_pct
+    return {
+        "label_charge_bias": mean(ch.err),
+        "label_lfp_full_bias": mean(lfp_full.err),
+        "label_discharge_bias": mean(dis.err),
+        "label_bias_small_dsoc": mean(lab.err[lab.delta_soc_pct < 40]),
+        "label_bias_large_dsoc": mean(lab.err[lab.delta_soc_pct >= 60]),
+        "label_end_held": float(ends.between(97, 99).mean()) if len(ends) else float("nan"),
+        "ac_ah_cal_bias": float(ac) if ac is not None else float("nan"),
+        "offset_est_a": float(off) if off is not None else float("nan"),
+    }
+
+
+def _soh_bias(con: duckdb.DuckDBPyConnection, truth: Path) -> dict:
+    from .soh import is_holdout
+
+    est = con.execute("""
+        select s.vin, s.as_of_date, s.soh_pct, v.chemistry, v.in_service_date
+        from ads.ads_vehicle_soh s join dws.dws_vehicle v using (vin)
+    """).df()
+    share = con.execute("select max(holdout_share) from dwd.dwd_soh_model").fetchone()[0]
+    est = est[is_holdout(est.vin, share)]
+    tr = pd.read_parquet(truth / "vehicle_daily.parquet", columns=["vin", "date", "true_soh_pct"])
+    tr["as_of_date"] = pd.to_datetime(tr["date"])
+    est["as_of_date"] = pd.to_datetime(est["as_of_date"])
+    m = est.merge(tr, on=["vin", "as_of_date"])
+    m["err"] = m.soh_pct - m.true_soh_pct
+    age = (m.as_of_date - pd.to_datetime(m.in_service_date)).dt.days / 365.25
+    slope = float(np.polyfit(age, m.err, 1)[0]) if len(m) > 2 and age.std() > 0 else float("nan")
+    by = m.groupby("chemistry").err.mean()
+    return {"soh_bias": float(m.err.mean()), "soh_bias_ncm": float(by.get("NCM", np.nan)),
+            "soh_bias_lfp": float(by.get("LFP", np.nan)), "soh_bias_age_slope": slope}
+
+
+def evaluate_fleet(fleet: Path) -> dict:
+    """Every figure of FIGURES for a built fleet directory."""
+    from .evaluate import evaluate_soh, evaluate_warnings
+
+    fleet = Path(fleet)
+    truth = fleet / "truth"
+    scen = json.loads((truth / "scenario.json").read_text()) if (
+        truth / "scenario.json").exists() else {"name": "baseline"}
+    con = duckdb.connect(str(fleet / "wh.duckdb"), read_only=True)
+    try:
+        out = {"scenario": scen.get("name", "?"), "fleet": str(fleet)}
+        soh = evaluate_soh(con, truth)
+        row = soh.row("model", "all days")
+        out.update(soh_rmse=row.rmse, soh_max=row.max_abs, soh_within_2pp=row.within_2pp,
+                   soh_coverage90=soh.coverage90, soh_holdout_vehicles=soh.holdout_vehicles)
+        out.update(_soh_bias(con, truth))
+        out.update(_label_figures(con, truth))
+        w = evaluate_warnings(con, truth)
+        faults = pd.read_parquet(truth / "fault_events.parquet")
+        ww = con.execute("select vin, warning_type, level from ads.ads_battery_warning").df()
+        false2 = ww[(ww.level >= 2) & ~ww.vin.isin(set(faults.vin))]
+        types = false2.warning_type.value_counts()
+        out.update(
+            false_l2_per_1000=w.false_level2_per_1000, false_l1_per_1000=w.false_level1_per_1000,
+            false_l2_types=", ".join(f"{k} {v}" for k, v in types.items()) or "-",
+            bms_false_l2_per_1000=w.bms_false_level2_per_1000,
+            hazard_recall=w.hazard_recall_level2, hazard_lead_h=w.hazard_median_lead_h,
+            thermal_l3_before=f"{w.thermal_events_level3_before} of {w.thermal_events}",
+            auroc=w.auroc, healthy_vehicle_days=w.healthy_vehicle_days)
+    finally:
+        con.close()
+    return out
+
+
+def format_table(results: list[dict]) -> str:
+    names = [r["scenario"] for r in results]
+    width = max(12, *(len(n) + 2 for n in names))
+    head = f"{'figure':<50}" + "".join(f"{n:>{width}}" for n in names)
+    lines = [head, "-" * len(head)]
+    for key, label, fmt in FIGURES:
+        if key == "false_l2_types":
+            continue
+        cells = []
+        for r in results:
+            v = r.get(key)
+            try:
+                cells.append(fmt.format(v) if v is not None and not (
+                    isinstance(v, float) and np.isnan(v)) else "-")
+            except (TypeError, ValueError):
+                cells.append(str(v))
+        lines.append(f"{label:<50}" + "".join(f"{c:>{width}}" for c in cells))
+    lines.append("")
+    for r in results:
+        lines.append(f"false level>=2 warnings on healthy vehicles, {r['scenario']}: "
+                     f"{r.get('false_l2_types', '-')}")
+    return "\n".join(lines)
+
+
+def run(scenarios: list[str], root: Path, vehicles: int, days: int, seed: int,
+        fault_share: float, rebuild: bool = False, fleets: list[Path] | None = None,
+        log=print) -> list[dict]:
+    """Simulate (if needed), build (if needed) and evaluate each scenario's fleet, one at a time."""
+    todo = [Path(f) for f in fleets] if fleets else [Path(root) / s for s in scenarios]
+    results = []
+    for fleet, scen in zip(todo, scenarios if not fleets else [None] * len(todo)):
+        t0 = time.perf_counter()
+        if scen is not None and (rebuild or not (fleet / "truth" / "scenario.json").exists()):
+            log(f"[{scen}] simulating {vehicles} vehicles x {days} days (seed {seed}) into {fleet}")
+            simulate_fleet(fleet, scen, vehicles, days, seed, fault_share)
+            (fleet / "wh.duckdb").unlink(missing_ok=True)
+        if rebuild or not (fleet / "wh.duckdb").exists():
+            log(f"[{fleet.name}] building the warehouse")
+            build_fleet(fleet)
+        res = evaluate_fleet(fleet)
+        res["seconds"] = time.perf_counter() - t0
+        (fleet / "scenario_result.json").write_text(json.dumps(res, indent=2, default=float))
+        log(f"[{res['scenario']}] SOH RMSE {res['soh_rmse']:.2f} pp, false L2 "
+            f"{res['false_l2_per_1000']:.2f}/1000, AUROC {res['auroc']:.3f} "
+            f"({res['seconds']:.0f} s)")
+        results.append(res)
+    return results
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .scenarios import SCENARIOS
+
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help="comma-separated scenario names (default: all)")
+    p.add_argument("--root", default="data/scenarios", help="one fleet folder per scenario")
+    p.add_argument("--fleets", nargs="+", default=None,
+                   help="evaluate these fleet folders (landing/, truth/) instead")
+    p.add_argument("--vehicles", type=int, default=40)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--fault-share", type=float, default=0.3)
+    p.add_argument("--rebuild", action="store_true", help="simulate and build again")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+
+
+def main_args(args: argparse.Namespace) -> int:
+    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    from .scenarios import get_scenario
+
+    names = [get_scenario(s).name for s in names]
+    results = run(names, Path(args.root), args.vehicles, args.days, args.seed, args.fault_share,
+                  rebuild=args.rebuild, fleets=args.fleets)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nev_battery.scenario_eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return main_args(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
