@@ -368,10 +368,16 @@ def save_state(con: duckdb.DuckDBPyConnection, state: LandingState, days: list[s
         keep = old.iloc[0:0]
     else:
         in_scope = (a["table_name"] == MASTER_TABLE) | a["partition_date"].isin(days)
-        keep = old[(old["table_name"] == REALTIME_TABLE) & (old["status"] == "processed")
+        keep = old[(old["table_name"] == REALTIME_TABLE) & (old["status"] != "corrupt_data")
                    & ~old["partition_date"].isin(days)]
     q = {**state.quarantine(), **corrupt}
-    frames = [keep, _manifest_rows(state, a[in_scope & a["is_valid"].astype(bool)], "processed"),
+    valid = a["is_valid"].astype(bool)
+    # invalid files are recorded too (status "invalid"), so that an unchanged bad file does not
+    # make its day look new to every later daily run; it is reported by the audit each run
+    invalid = a[in_scope & ~valid & a["partition_date"].notna() & ~a["file_path"].isin(list(q))]
+    frames = [keep, _manifest_rows(state, a[in_scope & valid], "processed"),
+              _manifest_rows(state, invalid, "invalid",
+                             dict(zip(invalid["file_path"], invalid["error_message"]))),
               _manifest_rows(state, a[a["file_path"].isin(list(q))], "corrupt_data", q)]
     con.execute("begin")
     _write_manifest(con, pd.concat([f for f in frames if len(f)] or [frames[1]],

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -245,6 +246,23 @@ def test_a_bad_partition_and_stray_files_get_audit_rows_and_the_run_goes_on(work
     assert_unchanged(work / "before.duckdb", db, RUN_BOOKKEEPING)
     summary = ok(cli(["summary"], env)).stdout
     assert all(path in summary for path in strays)
+
+
+def test_an_unchanged_invalid_file_does_not_rebuild_its_day_on_every_run(work, monkeypatch):
+    env = env_for(work)
+    d = days(work)
+    bad = day_file(work, d[0], "part-0005.parquet")
+    pq.write_table(pq.read_table(day_file(work, d[0])).drop(["soc"]), bad)
+    p = ok(cli(["daily", "--date", d[-1], "--skip-tests"], env))
+    assert d[0] in p.stdout.splitlines()[0]  # the day that received a file is rebuilt
+    assert q(work / "wh.duckdb", "select error_code from ods.ods_landing_file where file_path "
+             "= ?", [bad.relative_to(work / "landing").as_posix()]) == [("missing_column",)]
+    # the next daily run: the bad file is unchanged, so its day is not new again
+    from nev_battery.warehouse import daily_batch
+
+    monkeypatch.setenv("NEV_LANDING_ROOT", env["NEV_LANDING_ROOT"])
+    monkeypatch.setenv("NEV_DUCKDB_PATH", env["NEV_DUCKDB_PATH"])
+    assert daily_batch(date.fromisoformat(d[-1])) == [d[-1]]
 
 
 # --- 6. the vehicle master ------------------------------------------------------------------------
