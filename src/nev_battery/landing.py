@@ -191,9 +191,19 @@ def _unexpected(table: str, path: Path, root: Path, why: str) -> _Row:
                 f"{rel}: {why}; ODS does not read it (move it into place or delete it)")
 
 
-def _walk_files(d: Path) -> list[Path]:
-    """Every file below d, sorted (rglob: a file in a sub-folder must be reported, not missed)."""
-    return sorted(p for p in d.rglob("*") if p.is_file())
+def _folder_files(table: str, folder: Path, root: Path, what: str) -> tuple[list[Path], list[_Row]]:
+    """The *.parquet files directly in a folder ODS reads, and an unexpected_path row for every
+    other file below it (rglob: a file in a sub-folder must be reported, not missed)."""
+    files, stray = [], []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if f.parent != folder:
+            stray.append(_unexpected(table, f, root, f"file in a sub-folder of {what}"))
+        elif f.suffix != ".parquet":
+            stray.append(_unexpected(table, f, root,
+                                     "not a .parquet file (names are case-sensitive)"))
+        else:
+            files.append(f)
+    return files, stray
 
 
 def _audit_realtime(root: Path) -> list[_Row]:
@@ -217,16 +227,8 @@ def _audit_realtime(root: Path) -> list[_Row]:
                              f"{rel_dir}: partition folder is not dt=YYYY-MM-DD (a real date); "
                              "rename it to the files' collect date"))
             continue
-        files = []
-        for f in _walk_files(entry):
-            if f.parent != entry:
-                rows.append(_unexpected(REALTIME_TABLE, f, root,
-                                        "file in a sub-folder of a partition"))
-            elif f.suffix != ".parquet":
-                rows.append(_unexpected(REALTIME_TABLE, f, root,
-                                        "not a .parquet file (names are case-sensitive)"))
-            else:
-                files.append(f)
+        files, stray = _folder_files(REALTIME_TABLE, entry, root, "a partition")
+        rows.extend(stray)
         if not files:
             rows.append(_Row(REALTIME_TABLE, rel_dir, pdate, 0, True, "empty_partition",
                              f"{rel_dir}: partition directory has no parquet files"))
@@ -237,16 +239,8 @@ def _audit_realtime(root: Path) -> list[_Row]:
 
 def _audit_master(root: Path) -> list[_Row]:
     vm_dir = root / MASTER_TABLE
-    rows: list[_Row] = []
-    vm_files = []
-    for f in _walk_files(vm_dir) if vm_dir.is_dir() else []:
-        if f.parent != vm_dir:
-            rows.append(_unexpected(MASTER_TABLE, f, root, "file in a sub-folder of vehicle_master"))
-        elif f.suffix != ".parquet":
-            rows.append(_unexpected(MASTER_TABLE, f, root,
-                                    "not a .parquet file (names are case-sensitive)"))
-        else:
-            vm_files.append(f)
+    vm_files, rows = (_folder_files(MASTER_TABLE, vm_dir, root, MASTER_TABLE)
+                      if vm_dir.is_dir() else ([], []))
     if not vm_files:
         rows.append(_Row(MASTER_TABLE, MASTER_TABLE, None, 0, False, "missing_table",
                          f"{MASTER_TABLE}: no parquet files under {vm_dir}"))
