@@ -165,8 +165,11 @@ departures as (
                     else 0
                 end
             else
+                -- a rising probe counts once it also left its own baseline (or has none yet)
                 case
-                    when s.drift >= 2 * fb.probe_drift_bar or s.trend >= 2 * fb.probe_trend_bar then 2
+                    when s.drift >= 2 * fb.probe_drift_bar then 2
+                    when coalesce(s.drift, 1e9) < {{ var('detector_probe_drift_l1_c', 1.5) }} then 0
+                    when s.trend >= 2 * fb.probe_trend_bar then 2
                     when s.drift >= fb.probe_drift_bar or s.trend >= fb.probe_trend_bar then 1
                     else 0
                 end
