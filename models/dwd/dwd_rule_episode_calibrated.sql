@@ -11,7 +11,8 @@
 -- its vehicle departs from those peers (leave-one-vehicle-out: the vehicle never sets its own
 -- bar), robust bars median + z x 1.4826 x MAD over the other firing vehicles, z from the budget:
 --   repeats more than peers  its firing days over the last rule_calibration_window_days days
---                            above the bar of the peers' most firing days in such a window;
+--                            above the bar of the peers' most firing days in such a window
+--                            (median + z x robust SD on the square root of the counts);
 --   getting worse            the episode's peak beyond the bar of the peers' worst peaks and
 --                            beyond the vehicle's own worst of the window's earlier days by
 --                            the bar's width again (the same vehicle getting worse).
@@ -111,7 +112,7 @@ peer_median as (
         pp.rule_id,
         count(*) as peer_vehicles,
         sum(pp.peer_firing_days) as peer_firing_days,
-        {{ percentile_cont('pp.peer_window', 0.5) }} as window_med,
+        {{ percentile_cont('sqrt(pp.peer_window)', 0.5) }} as window_sqrt_med,
         {{ percentile_cont('pp.peer_severity', 0.5) }} as severity_med
     from peer_pairs as pp
     group by pp.vin, pp.rule_id
@@ -123,15 +124,21 @@ peer_bars as (
         m.rule_id,
         m.peer_vehicles,
         m.peer_firing_days,
-        -- a count's MAD is at least one day (its resolution): two peers alike set no bar of 0
-        m.window_med
-        + {{ z }} * 1.4826 * greatest({{ percentile_cont('abs(pp.peer_window - m.window_med)', 0.5) }}, 1) as rate_bar,
+        -- on the square root of the counts (variance-stabilising: the root of a Poisson count
+        -- has an SD of 0.5 whatever its mean, the floor of the robust SD), squared back
+        power(
+            m.window_sqrt_med
+            + {{ z }} * greatest(
+                1.4826 * {{ percentile_cont('abs(sqrt(pp.peer_window) - m.window_sqrt_med)', 0.5) }}, 0.5
+            ),
+            2
+        ) as rate_bar,
         m.severity_med,
         m.severity_med
         + {{ z }} * 1.4826 * {{ percentile_cont('abs(pp.peer_severity - m.severity_med)', 0.5) }} as severity_bar
     from peer_median as m
     inner join peer_pairs as pp on m.vin = pp.vin and m.rule_id = pp.rule_id
-    group by m.vin, m.rule_id, m.peer_vehicles, m.peer_firing_days, m.window_med, m.severity_med
+    group by m.vin, m.rule_id, m.peer_vehicles, m.peer_firing_days, m.window_sqrt_med, m.severity_med
 ),
 
 scope_days as (
@@ -167,11 +174,14 @@ calibrated as (
         j.level = 2
         and j.peer_vehicles >= {{ min_peers }}
         and coalesce(j.peer_firing_per_1000, 0) > {{ budget }} as is_routine,
-        j.window_firing_days > greatest(j.rate_bar, 1) as repeats_more,
+        coalesce(j.window_firing_days > j.rate_bar, false) as repeats_more,
         -- beyond the peers' worst peaks and, by as much again, beyond its own earlier worst:
         -- the same vehicle getting worse, not one whose weak cell always peaks at the top
-        j.severity > j.severity_bar
-        and j.severity > j.prev_max_severity + (j.severity_bar - j.severity_med) as is_worse
+        coalesce(
+            j.severity > j.severity_bar
+            and j.severity > j.prev_max_severity + (j.severity_bar - j.severity_med),
+            false
+        ) as is_worse
     from judged as j
 )
 
