@@ -150,7 +150,7 @@ def test_routine_rule_stays_level1_on_a_healthy_fleet(calibrated):
 def test_vehicle_departing_from_its_peers_is_escalated(calibrated):
     e = _df(calibrated, "select * from dwd.dwd_rule_episode_calibrated")
     # L09: many more firing days in a month than any peer
-    l09 = e[(e.vin == "L09") & (e.start_date >= date(2026, 4, 10))]
+    l09 = e[(e.vin == "L09") & (e.start_date >= pd.Timestamp(2026, 4, 10))]
     assert (l09.level == 2).any()
     assert l09.loc[l09.level == 2, "calibration_reason"].str.contains("fired on").all()
     # L10: the same cell getting worse, beyond its peers' worst and its own
@@ -163,7 +163,7 @@ def test_vehicle_departing_from_its_peers_is_escalated(calibrated):
 
 def test_detectors_escalate_repeated_departures_only(calibrated):
     d = _df(calibrated, "select * from dwd.dwd_battery_detector_daily")
-    top = d.groupby(["vin", "detector"]).level.max()
+    top = d.groupby(["vin", "detector"])["level"].max()
     # a weak cell and a probe offset that never move: notices, saying why
     assert top.get(("V00", "cell_voltage_outlier")) == 1
     assert d[(d.vin == "V00")].evidence.str.contains("without drifting").any()
