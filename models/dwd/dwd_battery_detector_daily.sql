@@ -260,7 +260,8 @@ probe_flags as (
             when f.mean_deviation >= {{ var('detector_probe_l3_c', 8) }}
                 or f.drift >= {{ var('detector_probe_drift_l3_c', 6) }} then 3
             when f.is_departure and f.is_persistent then 2
-            when f.is_departure then 1
+            -- a rising probe without a baseline yet is no notice until it repeats
+            when f.is_departure and f.drift is not null then 1
             when f.mean_deviation >= {{ var('detector_probe_l2_c', 4) }}
                 or f.drift >= {{ var('detector_probe_drift_l1_c', 1.5) }} then 1
         end as level,
@@ -384,7 +385,14 @@ soh_peers as (
         s.soh_pct,
         v.vehicle_model,
         {{ percentile_cont('s.vehicle_offset_pp', 0.5) }} over (partition by v.vehicle_model, s.date) as peer_median,
-        lag(s.soh_pct, {{ var('soh_fast_fade_days') }}) over (partition by s.vin order by s.date) as soh_before
+        lag(s.soh_pct, {{ var('soh_fast_fade_days') }}) over (partition by s.vin order by s.date) as soh_before,
+        -- the standard error of the 30-day loss, from the two days' 90 % intervals
+        sqrt(
+            power((s.soh_upper_pct - s.soh_lower_pct) / (2 * 1.645), 2)
+            + power(lag((s.soh_upper_pct - s.soh_lower_pct) / (2 * 1.645), {{ var('soh_fast_fade_days') }}) over (
+                partition by s.vin order by s.date
+            ), 2)
+        ) as loss_se
     from {{ ref('dwd_vehicle_soh') }} as s
     inner join {{ ref('dws_vehicle') }} as v on s.vin = v.vin
     where s.observation_count >= {{ var('detector_soh_min_observations', 5) }}
@@ -417,8 +425,10 @@ soh_flags as (
         'capacity_fade_outlier' as detector,
         'capacity_fade_outlier' as warning_type,
         cast(null as integer) as element_no,
+        -- a fast fade beyond the fleet's bar and beyond the estimate's own uncertainty at the
+        -- budget's z (a noisy SOH estimate does not make a fade)
         case
-            when p.soh_before - p.soh_pct >= b.fade_bar then 2
+            when p.soh_before - p.soh_pct >= greatest(b.fade_bar, {{ z }} * coalesce(p.loss_se, 0)) then 2
             else 1
         end as level,
         p.vehicle_offset_pp - p.peer_median as peak_value,
@@ -427,8 +437,9 @@ soh_flags as (
         || p.vehicle_model
         || coalesce(
             ', ' || cast(round(p.soh_before - p.soh_pct, 1) as {{ str_type() }}) || ' pp lost in '
-            || cast({{ var('soh_fast_fade_days') }} as {{ str_type() }}) || ' days (fleet bar '
-            || cast(round(b.fade_bar, 1) as {{ str_type() }}) || ' pp)', ''
+            || cast({{ var('soh_fast_fade_days') }} as {{ str_type() }}) || ' days (bar '
+            || cast(round(greatest(b.fade_bar, {{ z }} * coalesce(p.loss_se, 0)), 1) as {{ str_type() }})
+            || ' pp: the fleet''s and the estimate''s uncertainty)', ''
         ) as evidence
     from soh_peers as p
     inner join soh_fade_bar as b on p.vehicle_model = b.vehicle_model
