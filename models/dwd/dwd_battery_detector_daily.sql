@@ -158,8 +158,11 @@ departures as (
         fb.probe_drift_bar,
         fb.probe_trend_bar,
         case
+            -- a cell losing charge ends up its pack's lowest at rest: one that drifted from
+            -- above the pack back to its middle is no departure
             when s.element_type = 'cell' then
                 case
+                    when s.lowest_frames < {{ var('detector_cell_min_lowest_share', 0.5) }} * s.sample_frames then 0
                     when s.drift <= -2 * fb.cell_drift_bar then 2
                     when s.drift <= -fb.cell_drift_bar then 1
                     else 0

@@ -392,10 +392,10 @@ class WarningReport:
         scope's vehicles it fired on."""
         f = self.firing[self.firing.firing_vehicle_days > 0].sort_values(
             ["configured_level2_per_1000", "firing_per_1000"], ascending=False)
-        lines = ["fleet firing rate per 1000 vehicle-days (ads_warning_rule_firing_rate; "
-                 "L2 = level >= 2, configured / after calibration)",
-                 f"{'source':<34} {'model':<10} {'chem':<5} {'any':>7} {'L2 conf':>8} "
-                 f"{'L2 cal':>7} {'vehicles':>10}  noisy"]
+        lines = [("fleet firing rate per 1000 vehicle-days (ads_warning_rule_firing_rate; "
+                  "L2 = level >= 2, configured / after calibration)"),
+                 (f"{'source':<34} {'model':<10} {'chem':<5} {'any':>7} {'L2 conf':>8} "
+                  f"{'L2 cal':>7} {'vehicles':>10}  noisy")]
         for r in f.itertuples():
             src = f"{r.source_type}:{r.source}"
             lines.append(f"{src:<34} {r.vehicle_model:<10} {r.chemistry:<5} "

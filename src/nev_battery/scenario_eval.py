@@ -19,8 +19,9 @@ is already simulated or built is reused unless ``--rebuild`` is given.
 fixed across fleets rather than learnt within one (persistence days, the budget): each built
 fleet's warning models are rebuilt for every point of ``--grid`` (``--var`` overrides), then for
 each scenario the point is chosen on the *other* scenarios only (most of them meeting every
-warning target, then the lowest mean false-alarm rate, then the longest lead) and that point's
-figures are reported on the left-out one. The fleets are rebuilt with the defaults at the end.
+warning target, then the lowest mean false-alarm rate, then the longest lead; a tie goes to the
+first point in grid order, and the report says how many points tied) and that point's figures
+are reported on the left-out one. The fleets are rebuilt with the defaults at the end.
 """
 
 from __future__ import annotations
@@ -303,6 +304,15 @@ def choose_point(figs: dict, scenarios: list[str]) -> tuple:
     return max(points, key=key)
 
 
+def tied_points(figs: dict, scenarios: list[str], point: tuple) -> int:
+    """How many grid points the other scenarios cannot tell from the chosen one (same key)."""
+    def key(p):
+        rows = [figs[(p, s)] for s in scenarios]
+        return (sum(meets(r) for r in rows), round(float(np.mean([r["false_l2_per_1000"] for r in rows])), 6),
+                round(float(np.mean([r["hazard_lead_h"] for r in rows])), 6))
+    return sum(key(p) == key(point) for p in sorted({p for p, _ in figs}))
+
+
 def run_loso(fleets: list[Path], grid: dict[str, list[str]], log=print) -> dict:
     """Rebuild each fleet's warnings at every grid point, then leave one scenario out at a time."""
     names = []
@@ -325,20 +335,21 @@ def run_loso(fleets: list[Path], grid: dict[str, list[str]], log=print) -> dict:
         others = [n for n in names if n != name]
         point = choose_point(figs, others)
         out.append({"left_out": name, "chosen": dict(point), **figs[(point, name)],
-                    "meets": meets(figs[(point, name)])})
+                    "meets": meets(figs[(point, name)]),
+                    "tied": tied_points(figs, others, point)})
     return {"points": [dict(p) for p in points],
             "grid": [{"point": dict(p), "scenario": s, **f} for (p, s), f in figs.items()],
             "loso": out}
 
 
 def format_loso(res: dict) -> str:
-    lines = [f"{'left-out scenario':<16} {'chosen on the others':<60} {'false L2/1000':>13} "
-             f"{'recall':>7} {'lead h':>7} {'AUROC':>6}  targets"]
+    lines = [(f"{'left-out scenario':<16} {'chosen on the others':<60} {'false L2/1000':>13} "
+              f"{'recall':>7} {'lead h':>7} {'AUROC':>6}  targets  (points tied on the others)")]
     for r in res["loso"]:
         chosen = ", ".join(f"{k}={v}" for k, v in r["chosen"].items())
         lines.append(f"{r['left_out']:<16} {chosen:<60} {r['false_l2_per_1000']:>13.2f} "
                      f"{r['hazard_recall']:>7.0%} {r['hazard_lead_h']:>7.0f} {r['auroc']:>6.3f}  "
-                     f"{'met' if r['meets'] else 'NOT met'}")
+                     f"{'met' if r['meets'] else 'NOT met'}  ({r.get('tied', 1)})")
     return "\n".join(lines)
 
 

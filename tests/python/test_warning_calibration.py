@@ -36,10 +36,10 @@ def _rule_episodes() -> pd.DataFrame:
     def ep(vin, rule, day, peak, level=2, threshold=3.75, metric="max_cell_voltage_v",
            wtype="cell_over_voltage"):
         t = datetime.combine(D0 + timedelta(days=int(day)), datetime.min.time()) + timedelta(hours=20)
-        rows.append(dict(vin=vin, rule_id=rule, warning_type=wtype, metric=metric, level=level,
-                         start_time=t, start_date=t.date(), end_time=t + timedelta(seconds=20),
-                         duration_s=20.0, frame_count=3, peak_value=peak, threshold=threshold,
-                         element_no=7))
+        rows.append({"vin": vin, "rule_id": rule, "warning_type": wtype, "metric": metric,
+                     "level": level, "start_time": t, "start_date": t.date(),
+                     "end_time": t + timedelta(seconds=20), "duration_s": 20.0, "frame_count": 3,
+                     "peak_value": peak, "threshold": threshold, "element_no": 7})
 
     for i in range(10):
         for d in sorted(rng.choice(DAYS, size=4 + i % 5, replace=False)):
