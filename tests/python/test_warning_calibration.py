@@ -121,7 +121,7 @@ def calibrated(tmp_path_factory):
         con.execute("create table dwd.dwd_rule_episode as select * from eps")
         con.execute("create table dwd.dwd_cell_deviation_daily as select * from cells")
         con.execute("create table dwd.dwd_vehicle_soh (vin varchar, date date, vehicle_offset_pp double, "
-                    "soh_pct double, observation_count bigint)")
+                    "soh_pct double, soh_lower_pct double, soh_upper_pct double, observation_count bigint)")
         con.execute(f"create table dws.warning_rules as select * from read_csv_auto('{PROJECT / 'seeds' / 'warning_rules.csv'}')")
     env = dict(os.environ, NEV_DUCKDB_PATH=str(db), NEV_LANDING_ROOT=str(root / "landing"),
                DBT_TARGET_PATH=str(root / "target"), DBT_LOG_PATH=str(root / "logs"),
