@@ -36,7 +36,7 @@ sources as (
     -- every enabled rule in the scopes it applies to, and every detector everywhere
     select
         'rule' as source_type,
-        r.rule_id as source,
+        r.rule_id as source_name,
         r.warning_type,
         cast(r.level as integer) as configured_level,
         s.vehicle_model,
@@ -50,17 +50,21 @@ sources as (
     union all
     select
         'detector' as source_type,
-        d.detector as source,
+        d.detector as source_name,
         d.detector as warning_type,
         cast(null as integer) as configured_level,
         s.vehicle_model,
         s.chemistry
     from (
         select 'cell_voltage_outlier' as detector
-        union all select 'probe_hot'
-        union all select 'temperature_sensor_fault'
-        union all select 'insulation_decline'
-        union all select 'capacity_fade_outlier'
+        union all
+        select 'probe_hot' as detector
+        union all
+        select 'temperature_sensor_fault' as detector
+        union all
+        select 'insulation_decline' as detector
+        union all
+        select 'capacity_fade_outlier' as detector
     ) as d
     cross join scopes as s
 ),
@@ -69,7 +73,7 @@ fired as (
     -- one row per source, vehicle and day it fired on: its highest configured and final level
     select
         'rule' as source_type,
-        e.rule_id as source,
+        e.rule_id as source_name,
         e.vin,
         e.start_date as date,
         max(e.configured_level) as configured_level,
@@ -79,7 +83,7 @@ fired as (
     union all
     select
         'detector' as source_type,
-        d.detector as source,
+        d.detector as source_name,
         d.vin,
         d.date,
         max(d.level) as configured_level,
@@ -91,7 +95,7 @@ fired as (
 per_scope as (
     select
         f.source_type,
-        f.source,
+        f.source_name,
         v.vehicle_model,
         v.chemistry,
         count(*) as firing_vehicle_days,
@@ -101,12 +105,12 @@ per_scope as (
         count(distinct case when f.level >= 2 then f.vin end) as level2_vehicles
     from fired as f
     inner join vehicles as v on f.vin = v.vin
-    group by f.source_type, f.source, v.vehicle_model, v.chemistry
+    group by f.source_type, f.source_name, v.vehicle_model, v.chemistry
 )
 
 select
     s.source_type,
-    s.source,
+    s.source_name,
     s.warning_type,
     s.configured_level,
     s.vehicle_model,
@@ -127,6 +131,6 @@ inner join scopes as sc on s.vehicle_model = sc.vehicle_model and s.chemistry = 
 left join per_scope as p
     on
         s.source_type = p.source_type
-        and s.source = p.source
+        and s.source_name = p.source_name
         and s.vehicle_model = p.vehicle_model
         and s.chemistry = p.chemistry

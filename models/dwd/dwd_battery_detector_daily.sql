@@ -16,7 +16,8 @@
 {#- the first day each input is read from: the baseline, trend and persistence windows before the
     first rebuilt day (a persisted day looks back persist_window days, each with its own
     baseline) -#}
-{%- set cells_from = dbt.dateadd('day', -(base_days + persist_window + trend_days), "cast('" ~ start ~ "' as date)") if start else none -%}
+{%- set read_back = base_days + persist_window + trend_days -%}
+{%- set cells_from = dbt.dateadd('day', -read_back, "cast('" ~ start ~ "' as date)") if start else none -%}
 {%- set ins_from = dbt.dateadd('day', -ins_days, "cast('" ~ start ~ "' as date)") if start else none -%}
 
 -- Statistical warning detectors, one row per vehicle, day and detector that fired (level 1..3):
@@ -95,10 +96,9 @@ stats as (
         end as trend
     from baselined as b
     -- a probe that jumped far off its pack that day is a sensor fault, not a hot spot
-    where not (
-        b.element_type = 'probe'
-        and greatest(b.max_deviation, -b.min_deviation) >= {{ var('detector_probe_jump_c', 15) }}
-    )
+    where
+        b.element_type = 'cell'
+        or greatest(b.max_deviation, -b.min_deviation) < {{ var('detector_probe_jump_c', 15) }}
 ),
 
 vehicle_day_stats as (
@@ -133,15 +133,27 @@ fleet_bars as (
         m.chemistry,
         greatest(
             {{ var('detector_cell_drift_l2_mv', 15) }},
-            coalesce(m.cell_drop_med + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.cell_drop - m.cell_drop_med)', 0.5) }}, 0)
+            coalesce(
+                m.cell_drop_med
+                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.cell_drop - m.cell_drop_med)', 0.5) }},
+                0
+            )
         ) as cell_drift_bar,
         greatest(
             {{ var('detector_probe_drift_l2_c', 3) }},
-            coalesce(m.probe_rise_med + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_rise - m.probe_rise_med)', 0.5) }}, 0)
+            coalesce(
+                m.probe_rise_med
+                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_rise - m.probe_rise_med)', 0.5) }},
+                0
+            )
         ) as probe_drift_bar,
         greatest(
             {{ var('detector_probe_trend_l2_c_per_day', 0.3) }},
-            coalesce(m.probe_trend_med + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_trend - m.probe_trend_med)', 0.5) }}, 0)
+            coalesce(
+                m.probe_trend_med
+                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_trend - m.probe_trend_med)', 0.5) }},
+                0
+            )
         ) as probe_trend_bar
     from fleet_median as m
     inner join vehicle_day_stats as v
@@ -160,22 +172,19 @@ departures as (
         case
             -- a cell losing charge ends up its pack's lowest at rest: one that drifted from
             -- above the pack back to its middle is no departure
-            when s.element_type = 'cell' then
-                case
-                    when s.lowest_frames < {{ var('detector_cell_min_lowest_share', 0.5) }} * s.sample_frames then 0
-                    when s.drift <= -2 * fb.cell_drift_bar then 2
-                    when s.drift <= -fb.cell_drift_bar then 1
-                    else 0
-                end
-            else
-                -- a rising probe counts once it also left its own baseline (or has none yet)
-                case
-                    when s.drift >= 2 * fb.probe_drift_bar then 2
-                    when coalesce(s.drift, 1e9) < {{ var('detector_probe_drift_l1_c', 1.5) }} then 0
-                    when s.trend >= 2 * fb.probe_trend_bar then 2
-                    when s.drift >= fb.probe_drift_bar or s.trend >= fb.probe_trend_bar then 1
-                    else 0
-                end
+            when
+                s.element_type = 'cell'
+                and s.lowest_frames < {{ var('detector_cell_min_lowest_share', 0.5) }} * s.sample_frames
+                then 0
+            when s.element_type = 'cell' and s.drift <= -2 * fb.cell_drift_bar then 2
+            when s.element_type = 'cell' and s.drift <= -fb.cell_drift_bar then 1
+            when s.element_type = 'cell' then 0
+            -- probes: a rising probe counts once it also left its own baseline (or has none yet)
+            when s.drift >= 2 * fb.probe_drift_bar then 2
+            when coalesce(s.drift, 1e9) < {{ var('detector_probe_drift_l1_c', 1.5) }} then 0
+            when s.trend >= 2 * fb.probe_trend_bar then 2
+            when s.drift >= fb.probe_drift_bar or s.trend >= fb.probe_trend_bar then 1
+            else 0
         end as departure_score
     from stats as s
     inner join fleet_bars as fb on s.vehicle_model = fb.vehicle_model and s.chemistry = fb.chemistry
@@ -408,7 +417,11 @@ soh_fade_bar as (
         m.vehicle_model,
         greatest(
             {{ var('soh_fast_fade_pp') }},
-            coalesce(m.loss_med + {{ z }} * 1.4826 * {{ percentile_cont('abs(p.soh_before - p.soh_pct - m.loss_med)', 0.5) }}, 0)
+            coalesce(
+                m.loss_med
+                + {{ z }} * 1.4826 * {{ percentile_cont('abs(p.soh_before - p.soh_pct - m.loss_med)', 0.5) }},
+                0
+            )
         ) as fade_bar
     from (
         select

@@ -5,8 +5,9 @@
 
 -- The threshold-rule episodes of dwd_rule_episode with a level calibrated against the fleet
 -- (issue 14). A level-2 rule is *routine* for a vehicle when, over the other vehicles of its
--- chemistry (a rule's scope: the models of a chemistry share its cells' limits), it fires on more than warning_budget_l2_per_1000 vehicle-days
--- per 1,000 and on at least rule_routine_min_vehicles vehicles (LFP cells at 3.75 V for a few
+-- chemistry (a rule's scope: the models of a chemistry share its cells' limits), it fires on
+-- more than warning_budget_l2_per_1000 vehicle-days per 1,000 and on at least
+-- rule_routine_min_vehicles vehicles (LFP cells at 3.75 V for a few
 -- seconds at the end of most full charges). An episode of a routine rule keeps level 2 only when
 -- its vehicle departs from those peers (leave-one-vehicle-out: the vehicle never sets its own
 -- bar), robust bars median + z x 1.4826 x MAD over the other firing vehicles, z from the budget:
@@ -210,8 +211,9 @@ select
     c.peer_firing_per_1000,
     c.window_firing_days,
     c.rate_bar as peer_firing_days_bar,
-    case when c.severity_bar is not null then
-        case when c.operator in ('>=', '>') then c.severity_bar else -c.severity_bar end
+    case
+        when c.operator in ('>=', '>') then c.severity_bar
+        else -c.severity_bar
     end as peer_peak_bar,
     case
         when not c.is_routine then null

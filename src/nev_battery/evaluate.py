@@ -397,7 +397,7 @@ class WarningReport:
                  (f"{'source':<34} {'model':<10} {'chem':<5} {'any':>7} {'L2 conf':>8} "
                   f"{'L2 cal':>7} {'vehicles':>10}  noisy")]
         for r in f.itertuples():
-            src = f"{r.source_type}:{r.source}"
+            src = f"{r.source_type}:{r.source_name}"
             lines.append(f"{src:<34} {r.vehicle_model:<10} {r.chemistry:<5} "
                          f"{r.firing_per_1000:>7.1f} {r.configured_level2_per_1000:>8.1f} "
                          f"{r.level2_per_1000:>7.1f} {r.firing_vehicles:>4}/{r.vehicles:<3} "
