@@ -56,3 +56,16 @@
         'soc_jump_pct': none, 'total_voltage_v': none, 'total_current_a': none, 'soc_pct': none,
     }) }}
 {%- endmacro %}
+
+{#- The false-alarm budget of a warning level (warnings per 1,000 vehicle-days, dbt var
+    warning_budget_l2_per_1000) as the one-sided standard-normal quantile z its threshold sits
+    at: p = budget / 1000 a vehicle-day, z = Phi^-1(1 - p) (Abramowitz & Stegun 26.2.23, error
+    < 4.5e-4; 1 per 1,000 -> z = 3.09). A SQL expression: Jinja has no logarithm. A learnt bar is
+    then median + z x 1.4826 x MAD of the fleet's per-vehicle-day statistic (a normal SD from the
+    MAD), so that one faulty vehicle, a few dozen of the fleet's days, cannot move its own bar. -#}
+{% macro warning_budget_z(per_1000=none) -%}
+    {%- set b = per_1000 if per_1000 is not none else var('warning_budget_l2_per_1000', 1.0) -%}
+    {%- set t = 'sqrt(-2 * ln(' ~ (b | float) / 1000 ~ '))' -%}
+    ({{ t }} - (2.515517 + 0.802853 * {{ t }} + 0.010328 * {{ t }} * {{ t }})
+        / (1 + 1.432788 * {{ t }} + 0.189269 * {{ t }} * {{ t }} + 0.001308 * {{ t }} * {{ t }} * {{ t }}))
+{%- endmacro %}

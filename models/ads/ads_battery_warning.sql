@@ -1,7 +1,8 @@
 {%- set gap_h = var('warning_merge_gap_h', 24) -%}
 
 -- Battery warnings for operators: one row per warning episode of a vehicle and cause. Threshold
--- rule episodes (dwd_rule_episode) and statistical detector days (dwd_battery_detector_daily)
+-- rule episodes (dwd_rule_episode_calibrated: a rule routine on the vehicle's peers reaches
+-- level 2 only when the vehicle departs from them) and statistical detector days (dwd_battery_detector_daily)
 -- of one warning_type merge into one warning while they follow each other within
 -- warning_merge_gap_h hours, instead of a flood of frames. The level is the highest reached
 -- (1 notice, 2 inspect soon, 3 act now); first_level2_time / first_level3_time say when it got
@@ -26,8 +27,9 @@ episodes as (
             || cast(r.element_no as {{ str_type() }}),
             ''
         )
-        || ', ' || cast(r.duration_s as {{ str_type() }}) || ' s' as evidence
-    from {{ ref('dwd_rule_episode') }} as r
+        || ', ' || cast(r.duration_s as {{ str_type() }}) || ' s'
+        || coalesce('; ' || r.calibration_reason, '') as evidence
+    from {{ ref('dwd_rule_episode_calibrated') }} as r
     union all
     select
         d.vin,

@@ -351,6 +351,8 @@ class WarningReport:
     hazard_recall_level2: float
     hazard_median_lead_h: float
     association: pd.DataFrame
+    # ads_warning_rule_firing_rate: each rule's and detector's fleet firing rate (empty if absent)
+    firing: pd.DataFrame | None = None
 
     def passes(self) -> bool:
         return (self.hazard_recall_level2 >= 0.9 and self.hazard_median_lead_h >= 24
@@ -379,6 +381,27 @@ class WarningReport:
             (f"association rules kept {len(self.association)}; between alarms the simulator makes "
             f"independent with lift > 2: {int(self.independent_high_lift())}"),
         ]
+        if self.firing is not None and len(self.firing):
+            lines += ["", self.format_firing()]
+        return "\n".join(lines)
+
+    def format_firing(self) -> str:
+        """The fleet firing rate of each rule and detector that fired (ads_warning_rule_firing_rate),
+        per vehicle model and chemistry, noisiest first: per 1,000 vehicle-days at any level, at the
+        configured level >= 2 and at level >= 2 after the fleet calibration, and the share of the
+        scope's vehicles it fired on."""
+        f = self.firing[self.firing.firing_vehicle_days > 0].sort_values(
+            ["configured_level2_per_1000", "firing_per_1000"], ascending=False)
+        lines = [("fleet firing rate per 1000 vehicle-days (ads_warning_rule_firing_rate; "
+                  "L2 = level >= 2, configured / after calibration)"),
+                 (f"{'source':<34} {'model':<10} {'chem':<5} {'any':>7} {'L2 conf':>8} "
+                  f"{'L2 cal':>7} {'vehicles':>10}  noisy")]
+        for r in f.itertuples():
+            src = f"{r.source_type}:{r.source_name}"
+            lines.append(f"{src:<34} {r.vehicle_model:<10} {r.chemistry:<5} "
+                         f"{r.firing_per_1000:>7.1f} {r.configured_level2_per_1000:>8.1f} "
+                         f"{r.level2_per_1000:>7.1f} {r.firing_vehicles:>4}/{r.vehicles:<3} "
+                         f"{r.firing_vehicle_share:>4.0%}  {'yes' if r.is_noisy else ''}")
         return "\n".join(lines)
 
     def independent_high_lift(self) -> int:
@@ -468,6 +491,10 @@ def evaluate_warnings(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Warn
     risk = con.execute("select vin, max(risk_score) as score from ads.ads_vehicle_risk_daily "
                        "group by vin").df()
     assoc = con.execute("select * from ads.ads_fault_association").df()
+    try:
+        firing = con.execute("select * from ads.ads_warning_rule_firing_rate").df()
+    except duckdb.Error:  # a warehouse built before the model existed
+        firing = None
     return WarningReport(
         per_fault=per, vehicle_days=int(days.n.sum()), healthy_vehicle_days=healthy_days,
         false_level2_per_1000=false_rate(w, 2), false_level1_per_1000=false_rate(w, 1),
@@ -479,4 +506,4 @@ def evaluate_warnings(con: duckdb.DuckDBPyConnection, truth: Path | str) -> Warn
         hazard_recall_level2=float(pd.Series(hazard_hits).mean()) if hazard_hits else float("nan"),
         hazard_median_lead_h=float(pd.Series(hazard_leads).median()) if hazard_leads
         else float("nan"),
-        association=assoc)
+        association=assoc, firing=firing)

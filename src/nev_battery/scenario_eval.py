@@ -9,14 +9,25 @@ figure, a column per scenario.
     python -m nev_battery.scenario_eval --root /tmp/scen-eval --vehicles 40 --days 90
     nev-battery evaluate scenarios --root /tmp/scen-eval --scenarios baseline,hostile
     nev-battery evaluate scenarios --fleets /tmp/scen-eval/baseline /tmp/other   # built fleets
+    nev-battery evaluate scenarios --root /tmp/scen-eval --loso \
+        --grid detector_cell_persistence_days=2,3 --grid detector_probe_persistence_days=1,2
 
 A fleet directory holds ``landing/``, ``truth/`` and, once built, ``wh.duckdb``; a fleet that
 is already simulated or built is reused unless ``--rebuild`` is given.
+
+``--loso`` (leave one scenario out) checks the warnings' hyper-parameters, the dbt vars that are
+fixed across fleets rather than learnt within one (persistence days, the budget): each built
+fleet's warning models are rebuilt for every point of ``--grid`` (``--var`` overrides), then for
+each scenario the point is chosen on the *other* scenarios only (most of them meeting every
+warning target, then the lowest mean false-alarm rate, then the longest lead; a tie goes to the
+first point in grid order, and the report says how many points tied) and that point's figures
+are reported on the left-out one. The fleets are rebuilt with the defaults at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -243,6 +254,105 @@ def run(scenarios: list[str], root: Path, vehicles: int, days: int, seed: int,
     return results
 
 
+# the warning models a hyper-parameter point rebuilds (on an already built warehouse)
+WARNING_MODELS = "dwd_battery_detector_daily+ dwd_rule_episode_calibrated+ ads_warning_rule_firing_rate"
+WARNING_TARGETS = {"false_l2_per_1000": ("<=", 1.0), "hazard_recall": (">=", 0.9),
+                   "hazard_lead_h": (">=", 24.0), "auroc": (">=", 0.95)}
+
+
+def rebuild_warnings(fleet: Path, vars_: dict) -> None:
+    """The warning models of a built fleet again, with these dbt vars."""
+    cmd = [sys.executable, "-m", "nev_battery.cli", "build", "--select", WARNING_MODELS,
+           "--skip-tests"]
+    for k, v in vars_.items():
+        cmd += ["--var", f"{k}={v}"]
+    with open(fleet / "loso-build.log", "w") as out:
+        rc = subprocess.call(cmd, env=_env(fleet), stdout=out, stderr=subprocess.STDOUT,
+                             cwd=str(Path(__file__).resolve().parents[2]))
+    if rc:
+        raise RuntimeError(f"warning rebuild of {fleet} failed (see {fleet / 'loso-build.log'})")
+
+
+def warning_figures(fleet: Path) -> dict:
+    from .evaluate import evaluate_warnings
+
+    con = duckdb.connect(str(fleet / "wh.duckdb"), read_only=True)
+    try:
+        w = evaluate_warnings(con, fleet / "truth")
+    finally:
+        con.close()
+    return {"false_l2_per_1000": w.false_level2_per_1000, "hazard_recall": w.hazard_recall_level2,
+            "hazard_lead_h": w.hazard_median_lead_h, "auroc": w.auroc}
+
+
+def meets(fig: dict) -> bool:
+    ok = True
+    for k, (op, t) in WARNING_TARGETS.items():
+        v = fig.get(k)
+        ok &= v is not None and not np.isnan(v) and (v <= t if op == "<=" else v >= t)
+    return bool(ok)
+
+
+def choose_point(figs: dict, scenarios: list[str]) -> tuple:
+    """The grid point best on these scenarios: most meeting every target, then the lowest mean
+    false-alarm rate, then the longest median lead (mean over the scenarios)."""
+    def key(point):
+        rows = [figs[(point, s)] for s in scenarios]
+        return (sum(meets(r) for r in rows), -np.mean([r["false_l2_per_1000"] for r in rows]),
+                np.mean([r["hazard_lead_h"] for r in rows]))
+    points = sorted({p for p, _ in figs})
+    return max(points, key=key)
+
+
+def tied_points(figs: dict, scenarios: list[str], point: tuple) -> int:
+    """How many grid points the other scenarios cannot tell from the chosen one (same key)."""
+    def key(p):
+        rows = [figs[(p, s)] for s in scenarios]
+        return (sum(meets(r) for r in rows), round(float(np.mean([r["false_l2_per_1000"] for r in rows])), 6),
+                round(float(np.mean([r["hazard_lead_h"] for r in rows])), 6))
+    return sum(key(p) == key(point) for p in sorted({p for p, _ in figs}))
+
+
+def run_loso(fleets: list[Path], grid: dict[str, list[str]], log=print) -> dict:
+    """Rebuild each fleet's warnings at every grid point, then leave one scenario out at a time."""
+    names = []
+    for f in fleets:
+        scen = f / "truth" / "scenario.json"
+        names.append(json.loads(scen.read_text()).get("name", f.name) if scen.exists() else f.name)
+    keys = list(grid)
+    points = [tuple(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    figs = {}
+    for point in points:
+        for fleet, name in zip(fleets, names):
+            t0 = time.perf_counter()
+            rebuild_warnings(fleet, dict(point))
+            figs[(point, name)] = warning_figures(fleet)
+            log(f"[loso] {name} {dict(point)}: {figs[(point, name)]} ({time.perf_counter() - t0:.0f} s)")
+    for fleet in fleets:  # back to the defaults
+        rebuild_warnings(fleet, {})
+    out = []
+    for name in names:
+        others = [n for n in names if n != name]
+        point = choose_point(figs, others)
+        out.append({"left_out": name, "chosen": dict(point), **figs[(point, name)],
+                    "meets": meets(figs[(point, name)]),
+                    "tied": tied_points(figs, others, point)})
+    return {"points": [dict(p) for p in points],
+            "grid": [{"point": dict(p), "scenario": s, **f} for (p, s), f in figs.items()],
+            "loso": out}
+
+
+def format_loso(res: dict) -> str:
+    lines = [(f"{'left-out scenario':<16} {'chosen on the others':<60} {'false L2/1000':>13} "
+              f"{'recall':>7} {'lead h':>7} {'AUROC':>6}  targets  (points tied on the others)")]
+    for r in res["loso"]:
+        chosen = ", ".join(f"{k}={v}" for k, v in r["chosen"].items())
+        lines.append(f"{r['left_out']:<16} {chosen:<60} {r['false_l2_per_1000']:>13.2f} "
+                     f"{r['hazard_recall']:>7.0%} {r['hazard_lead_h']:>7.0f} {r['auroc']:>6.3f}  "
+                     f"{'met' if r['meets'] else 'NOT met'}  ({r.get('tied', 1)})")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .scenarios import SCENARIOS
 
@@ -257,6 +367,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault-share", type=float, default=0.3)
     p.add_argument("--rebuild", action="store_true", help="simulate and build again")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--loso", action="store_true",
+                   help="leave one scenario out: choose the warnings' --grid point on the other "
+                        "scenarios, report it on the left-out one (built fleets)")
+    p.add_argument("--grid", action="append", default=None, metavar="VAR=V1,V2",
+                   help="a dbt var and its values for --loso (repeatable; default: the cell and "
+                        "probe persistence days)")
 
 
 def main_args(args: argparse.Namespace) -> int:
@@ -264,6 +380,18 @@ def main_args(args: argparse.Namespace) -> int:
     from .scenarios import get_scenario
 
     names = [get_scenario(s).name for s in names]
+    if args.loso:
+        grid = {}
+        for g in args.grid or ["detector_cell_persistence_days=2,3",
+                               "detector_probe_persistence_days=1,2"]:
+            k, v = g.split("=", 1)
+            grid[k.strip()] = [x.strip() for x in v.split(",") if x.strip()]
+        fleets = [Path(f) for f in args.fleets] if args.fleets else [Path(args.root) / s for s in names]
+        res = run_loso(fleets, grid)
+        print(format_loso(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        return 0
     results = run(names, Path(args.root), args.vehicles, args.days, args.seed, args.fault_share,
                   rebuild=args.rebuild, fleets=args.fleets)
     print(format_table(results))
