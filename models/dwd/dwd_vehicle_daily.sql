@@ -118,7 +118,16 @@ frame_day as (
             as zero_current_frames,
         {{ exact_sum('case when w.charge_status = 4 then w.total_current_a else 0 end', 3) }} as zero_current_sum_a,
         {{ exact_sum('case when w.charge_status = 4 then w.total_current_a * w.total_current_a else 0 end', 4) }}
-            as zero_current_sumsq_a2
+            as zero_current_sumsq_a2,
+        -- idle frames: vehicle off (vehicle_status 2), not charging (charge_status 3), e.g. a
+        -- charger pausing: no load and no charger, the only frames whose true current is zero
+        -- for certain (a charge-complete frame may carry the vehicle's standby load)
+        sum(case when w.vehicle_status = 2 and w.charge_status = 3 and w.total_current_a is not null then 1 else 0 end)
+            as idle_current_frames,
+        {{ exact_sum('case when w.vehicle_status = 2 and w.charge_status = 3 then w.total_current_a else 0 end', 3) }}
+            as idle_current_sum_a,
+        {{ exact_sum('case when w.vehicle_status = 2 and w.charge_status = 3 then w.total_current_a * w.total_current_a else 0 end', 4) }}
+            as idle_current_sumsq_a2
     from weighted as w
     group by w.vin, w.date
 ),
@@ -220,6 +229,9 @@ select
     d.zero_current_frames,
     d.zero_current_sum_a,
     d.zero_current_sumsq_a2,
+    d.idle_current_frames,
+    d.idle_current_sum_a,
+    d.idle_current_sumsq_a2,
     d.first_frame_time,
     d.last_frame_time,
     d.frames_received,
