@@ -259,8 +259,9 @@ def leave_one_scenario_out(fleets: list[Path], grid=SYSTEMATIC_GRID) -> list[dic
 
 
 def format_loso(rows: list[dict]) -> str:
-    lines = [f"{'left out':<16}{'sd chosen on the others':>26}{'coverage left out':>20}"
-             f"{'(sd 0)':>10}{'others mean':>14}", "-" * 86]
+    head = (f"{'left out':<16}{'sd chosen on the others':>26}{'coverage left out':>20}"
+            f"{'(sd 0)':>10}{'others mean':>14}")
+    lines = [head, "-" * 86]
     for r in rows:
         def pct(v):
             return "-" if np.isnan(v) else f"{v:.0%}"

@@ -380,7 +380,9 @@ def test_current_offset_ignores_a_standby_load_in_charge_complete_frames():
                 "idle_current_frames": idle.size, "idle_current_sum_a": idle.sum(),
                 "idle_current_sumsq_a2": (idle ** 2).sum()}
 
-    noise = lambda k: rng.normal(0, 0.4, k)  # noqa: E731
+    def noise(k):
+        return rng.normal(0, 0.4, k)
+
     daily = pd.DataFrame([
         # offset 0.2 A, no load: both kinds of frames agree and are pooled
         day("CLEAN", 0.2 + noise(80), 0.2 + noise(6)),
