@@ -219,14 +219,14 @@ def _label_interval(soc: np.ndarray, area: np.ndarray, step: np.ndarray, pair: n
     last_off_end = np.maximum.reduceat(np.where(valid & (soc != s1), pos, -1), starts)
     plateau = last_off_end + 1
     ok = (first_change <= last_off_end) & (plateau <= ends) & (end_soc - start_soc >= 2)
-    # cumulative integrals within the whole array; pairs ending at a segment start add 0
-    a = np.where(pair & ~np.isnan(area), area, 0.0)
-    cum_ah = np.cumsum(a) / 3600.0
-    cum_s = np.cumsum(np.where(pair, step, 0.0))
-    lo = np.where(ok, first_change, 0)
-    hi = np.where(ok, plateau, 0)
-    label_ah = np.where(ok, cum_ah[hi] - cum_ah[lo], np.nan)
-    label_s = np.where(ok, cum_s[hi] - cum_s[lo], np.nan)
+    # per-segment sums of the pairs (lo, lo+1) .. (hi-1, hi), pair i ending at frame i: a sum
+    # inside each segment (not a difference of array-wide cumulative sums), so that a segment's
+    # label does not depend in its last bits on which other frames share the batch (a daily
+    # run must reproduce a full build, and with it the hash of a retrained SOH model)
+    inside = pair & (pos > first_change[seg]) & (pos <= plateau[seg]) & ok[seg]
+    label_ah = np.where(ok, np.add.reduceat(np.where(inside & ~np.isnan(area), area, 0.0),
+                                            starts) / 3600.0, np.nan)
+    label_s = np.where(ok, np.add.reduceat(np.where(inside, step, 0.0), starts), np.nan)
     label_dsoc = np.where(ok, end_soc - start_soc - 1.0, np.nan)
     return label_ah, label_dsoc, label_s
 
