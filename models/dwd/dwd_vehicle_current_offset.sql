@@ -48,8 +48,8 @@ tested as (
             when coalesce(st.n_c, 0) = 0 then false
             when coalesce(st.n_i, 0) > 0
                 then abs(st.s_c / st.n_c - st.s_i / st.n_i)
-                <= 3 * {{ sigma }} * sqrt(1.0 / st.n_c + 1.0 / st.n_i)
-                + {{ var('current_offset_tolerance_a', 0.1) }}
+                    <= 3 * {{ sigma }} * sqrt(1.0 / st.n_c + 1.0 / st.n_i)
+                    + {{ var('current_offset_tolerance_a', 0.1) }}
             else abs(st.s_c / st.n_c) <= {{ var('current_offset_max_a', 0.5) }}
         end as use_complete
     from stats as st

@@ -7,6 +7,8 @@
 
 {%- set gap_s = dwd_segment_gap_s() -%}
 {%- set period = var('report_period_s', 10) -%}
+{#- an idle frame: vehicle off, not charging (dwd_vehicle_current_offset's certain zero) -#}
+{%- set idle = "w.vehicle_status = 2 and w.charge_status = 3" -%}
 {%- set high_c_rate = var('behavior_high_c_rate', 1.0) -%}
 {%- set high_c_rate_ah = "case when s.max_c_rate >= " ~ high_c_rate ~ " then s.charged_ah else 0 end" -%}
 
@@ -122,11 +124,11 @@ frame_day as (
         -- idle frames: vehicle off (vehicle_status 2), not charging (charge_status 3), e.g. a
         -- charger pausing: no load and no charger, the only frames whose true current is zero
         -- for certain (a charge-complete frame may carry the vehicle's standby load)
-        sum(case when w.vehicle_status = 2 and w.charge_status = 3 and w.total_current_a is not null then 1 else 0 end)
+        sum(case when {{ idle }} and w.total_current_a is not null then 1 else 0 end)
             as idle_current_frames,
-        {{ exact_sum('case when w.vehicle_status = 2 and w.charge_status = 3 then w.total_current_a else 0 end', 3) }}
+        {{ exact_sum('case when ' ~ idle ~ ' then w.total_current_a else 0 end', 3) }}
             as idle_current_sum_a,
-        {{ exact_sum('case when w.vehicle_status = 2 and w.charge_status = 3 then w.total_current_a * w.total_current_a else 0 end', 4) }}
+        {{ exact_sum('case when ' ~ idle ~ ' then w.total_current_a * w.total_current_a else 0 end', 4) }}
             as idle_current_sumsq_a2
     from weighted as w
     group by w.vin, w.date
