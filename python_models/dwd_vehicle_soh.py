@@ -28,7 +28,9 @@ CHUNK_ROWS = 1_000_000
 def model(dbt, session):
     # strategy and partitioning per target: dbt_project.yml (materialized must be set here)
     dbt.config(materialized="incremental")
-    settings = SohSettings(rolling_median_n=int(dbt.config.get("soh_rolling_median_n")))
+    settings = SohSettings(rolling_median_n=int(dbt.config.get("soh_rolling_median_n")),
+                           systematic_sd_pp=float(dbt.config.get("soh_systematic_sd_pp")),
+                           dispersion_prior_n=float(dbt.config.get("soh_dispersion_prior_n")))
     pinned = str(dbt.config.get("soh_model_version")).strip()
     batch = parse_batch_dates(dbt.config.get("batch_dates"))
     window = dwd_window(batch if dbt.is_incremental else [],

@@ -35,6 +35,10 @@ throughput as (
         s.delta_soc_pct,
         s.charged_ah,
         s.charging_s,
+        s.label_ah,
+        s.label_delta_soc_pct,
+        s.label_charging_s,
+        s.label_ah is not null as is_plateau_cut,
         s.mean_c_rate,
         s.max_c_rate,
         s.min_temp_c,
@@ -74,13 +78,24 @@ charge_labels as (
         sg.charger_type,
         sg.start_soc_pct,
         sg.end_soc_pct,
-        sg.delta_soc_pct,
+        -- the label's interval (dwd_charge_segment.label_*): from the first SOC change to the
+        -- first frame of the final SOC plateau, so that Ah drawn while the display is held (a
+        -- top-up frozen at 97-99 then a jump to 100, a CV tail at 100) do not enter a label
+        -- whose ΔSOC ends at the held value (nor a CV tail at 100). Measured: cutting charges
+        -- that end at 100 too, and keeping the SOH model's full-charge term for them, gave the
+        -- lowest SOH error on baseline, topup_hold and sensor_bias (README, Scenarios). The
+        -- whole segment where the interval is unknown (SOC moved by fewer than 2 points).
+        case when sg.is_plateau_cut then sg.label_delta_soc_pct else sg.delta_soc_pct end as delta_soc_pct,
         sg.end_soc_pct >= 100 as is_full_charge,
-        sg.charged_ah as measured_ah,
+        sg.is_plateau_cut,
+        case when sg.is_plateau_cut then sg.label_ah else sg.charged_ah end as measured_ah,
         o.current_offset_a,
         -- the Hall sensor reads I + offset; charging current is negative, so |I| read is short
         -- by the offset for every second the charge integral covers
-        sg.charged_ah + coalesce(o.current_offset_a, 0) * sg.charging_s / 3600 as measured_ah_calibrated,
+        case when sg.is_plateau_cut then sg.label_ah else sg.charged_ah end
+        + coalesce(o.current_offset_a, 0)
+        * case when sg.is_plateau_cut then sg.label_charging_s else sg.charging_s end / 3600
+            as measured_ah_calibrated,
         sg.mean_c_rate,
         sg.max_c_rate,
         sg.min_temp_c,
@@ -211,6 +226,7 @@ discharge_labels as (
         w.end_soc_pct,
         w.start_soc_pct - w.end_soc_pct as delta_soc_pct,
         false as is_full_charge,
+        false as is_plateau_cut,
         w.net_ah as measured_ah,
         o.current_offset_a,
         -- discharge current is positive: the Ah read is long by the offset for every second
@@ -259,6 +275,7 @@ select
     o.end_soc_pct,
     o.delta_soc_pct,
     o.is_full_charge,
+    o.is_plateau_cut,
     o.measured_ah,
     o.current_offset_a,
     o.current_offset_a is not null as is_offset_calibrated,

@@ -7,6 +7,8 @@
 
 {%- set gap_s = dwd_segment_gap_s() -%}
 {%- set period = var('report_period_s', 10) -%}
+{#- an idle frame: vehicle off, not charging (dwd_vehicle_current_offset's certain zero) -#}
+{%- set idle = "w.vehicle_status = 2 and w.charge_status = 3" -%}
 {%- set high_c_rate = var('behavior_high_c_rate', 1.0) -%}
 {%- set high_c_rate_ah = "case when s.max_c_rate >= " ~ high_c_rate ~ " then s.charged_ah else 0 end" -%}
 
@@ -118,7 +120,16 @@ frame_day as (
             as zero_current_frames,
         {{ exact_sum('case when w.charge_status = 4 then w.total_current_a else 0 end', 3) }} as zero_current_sum_a,
         {{ exact_sum('case when w.charge_status = 4 then w.total_current_a * w.total_current_a else 0 end', 4) }}
-            as zero_current_sumsq_a2
+            as zero_current_sumsq_a2,
+        -- idle frames: vehicle off (vehicle_status 2), not charging (charge_status 3), e.g. a
+        -- charger pausing: no load and no charger, the only frames whose true current is zero
+        -- for certain (a charge-complete frame may carry the vehicle's standby load)
+        sum(case when {{ idle }} and w.total_current_a is not null then 1 else 0 end)
+            as idle_current_frames,
+        {{ exact_sum('case when ' ~ idle ~ ' then w.total_current_a else 0 end', 3) }}
+            as idle_current_sum_a,
+        {{ exact_sum('case when ' ~ idle ~ ' then w.total_current_a * w.total_current_a else 0 end', 4) }}
+            as idle_current_sumsq_a2
     from weighted as w
     group by w.vin, w.date
 ),
@@ -220,6 +231,9 @@ select
     d.zero_current_frames,
     d.zero_current_sum_a,
     d.zero_current_sumsq_a2,
+    d.idle_current_frames,
+    d.idle_current_sum_a,
+    d.idle_current_sumsq_a2,
     d.first_frame_time,
     d.last_frame_time,
     d.frames_received,

@@ -41,7 +41,7 @@ OUTPUT_COLUMNS = (
     "max_temp_c", "end_cell_spread_mv", "max_cell_spread_mv", "start_odometer_km",
     "frame_count", "gap_count", "gap_s", "charging_s", "start_reason", "end_reason",
     "is_soh_eligible",
-    "ineligible_reason",
+    "ineligible_reason", "label_ah", "label_delta_soc_pct", "label_charging_s",
 )
 _INT_COLUMNS = ("frame_count", "gap_count")
 _STR_COLUMNS = ("charger_type", "start_reason", "end_reason", "ineligible_reason")
@@ -197,6 +197,40 @@ def _trapezoid_hours(y: np.ndarray, step: np.ndarray, pair: np.ndarray,
     return np.add.reduceat(area, starts) / 3600.0
 
 
+def _label_interval(soc: np.ndarray, area: np.ndarray, step: np.ndarray, pair: np.ndarray,
+                    starts: np.ndarray, ends: np.ndarray, start_soc: np.ndarray,
+                    end_soc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The capacity label's interval of each segment: from the first frame whose SOC left the
+    start value to the first frame of the final SOC plateau (the frame after the last one whose
+    SOC differs from the end value). Both ends are SOC transitions, so the interval spans
+    end - start - 1 points of the displayed SOC whatever its rounding, and the Ah the charger
+    pushes while the display is held (a top-up at a frozen 97-99, a CV tail at 100) stay out of
+    it: Ah and ΔSOC describe the same interval. Returns (Ah, ΔSOC points, charging seconds),
+    NaN where the SOC moved by fewer than 2 points."""
+    n = soc.size
+    pos = np.arange(n)
+    first = np.zeros(n, dtype=bool)
+    first[starts] = True
+    seg = np.cumsum(first) - 1
+    valid = ~np.isnan(soc)
+    s0 = start_soc[seg]
+    s1 = end_soc[seg]
+    first_change = np.minimum.reduceat(np.where(valid & (soc != s0), pos, n), starts)
+    last_off_end = np.maximum.reduceat(np.where(valid & (soc != s1), pos, -1), starts)
+    plateau = last_off_end + 1
+    ok = (first_change <= last_off_end) & (plateau <= ends) & (end_soc - start_soc >= 2)
+    # per-segment sums of the pairs (lo, lo+1) .. (hi-1, hi), pair i ending at frame i: a sum
+    # inside each segment (not a difference of array-wide cumulative sums), so that a segment's
+    # label does not depend in its last bits on which other frames share the batch (a daily
+    # run must reproduce a full build, and with it the hash of a retrained SOH model)
+    inside = pair & (pos > first_change[seg]) & (pos <= plateau[seg]) & ok[seg]
+    label_ah = np.where(ok, np.add.reduceat(np.where(inside & ~np.isnan(area), area, 0.0),
+                                            starts) / 3600.0, np.nan)
+    label_s = np.where(ok, np.add.reduceat(np.where(inside, step, 0.0), starts), np.nan)
+    label_dsoc = np.where(ok, end_soc - start_soc - 1.0, np.nan)
+    return label_ah, label_dsoc, label_s
+
+
 def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
                     window_end: object = None) -> pd.DataFrame:
     """Split charging frames into charge sessions, one output row per session.
@@ -282,6 +316,10 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
 
     start_soc = _first_valid(soc, starts, ends)
     end_soc = _last_valid(soc, starts, ends)
+    area = np.zeros(n)
+    area[1:] = 0.5 * (current[:-1] + current[1:]) * step[1:]
+    label_ah, label_dsoc, label_s = _label_interval(soc, area, step, pair, starts, ends,
+                                                    start_soc, end_soc)
     capacity = _first_valid(col("rated_capacity_ah"), starts, ends)
     mean_current = _nanmean(current, starts)
     max_current = np.fmax.reduceat(current, starts)
@@ -340,5 +378,8 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
         "end_reason": names[end_reason],
         "is_soh_eligible": failed < 0,
         "ineligible_reason": ineligible,
+        "label_ah": label_ah,
+        "label_delta_soc_pct": label_dsoc,
+        "label_charging_s": label_s,
     })
     return conform_segments(out, frames["vin"].dtype, ct.dtype)

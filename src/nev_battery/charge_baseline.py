@@ -124,6 +124,21 @@ def _segment_row(s: pd.DataFrame, start_reason: str, rules: ChargeRules) -> dict
         "start_reason": start_reason,
     }
     row["delta_soc_pct"] = row["end_soc_pct"] - row["start_soc_pct"]
+    # the label interval: first frame off the start SOC .. first frame of the final plateau
+    area = (0.5 * (current.shift() + current) * step).fillna(0.0).to_numpy().copy()
+    secs = step.fillna(0.0).to_numpy().copy()
+    secs[0] = area[0] = 0.0
+    vals = s["soc_pct"].to_numpy()
+    ok_soc = ~np.isnan(vals)
+    off_start = np.flatnonzero(ok_soc & (vals != row["start_soc_pct"]))
+    off_end = np.flatnonzero(ok_soc & (vals != row["end_soc_pct"]))
+    row["label_ah"] = row["label_delta_soc_pct"] = row["label_charging_s"] = np.nan
+    if (len(off_start) and len(off_end) and off_start[0] <= off_end[-1]
+            and off_end[-1] + 1 < len(s) and row["delta_soc_pct"] >= 2):
+        lo, hi = off_start[0], off_end[-1] + 1
+        row["label_ah"] = area[lo + 1:hi + 1].sum() / 3600.0
+        row["label_charging_s"] = secs[lo + 1:hi + 1].sum()
+        row["label_delta_soc_pct"] = row["delta_soc_pct"] - 1.0
     ok = capacity > 0
     row["mean_c_rate"] = row["mean_current_a"] / capacity if ok else np.nan
     row["max_c_rate"] = row["max_current_a"] / capacity if ok else np.nan

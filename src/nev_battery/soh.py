@@ -88,6 +88,13 @@ class SohSettings:
     outlier_min_evidence: int = 5  # ... once the level rests on at least this many observations
     drift_max_efc: float = 1.0  # throughput since a full charge up to which SOC drift is modelled
     seed: int = 0
+    # interval (apply): the Ah a label is made of are only as good as the current sensor's gain
+    # (spec +-0.5..1 % of reading), an error every label of the vehicle shares and that no number
+    # of labels averages away: added in quadrature to the level's posterior SD, pp
+    systematic_sd_pp: float = 0.0
+    # a vehicle whose labels scatter more than the noise model says (one-step-ahead z² above 1)
+    # gets its posterior variance scaled by (k + sum z²) / (k + n), k pseudo-labels at z² = 1
+    dispersion_prior_n: float = 5.0
 
 
 @dataclass
@@ -621,6 +628,9 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         post = posterior_at(ovin[use], oday[use], r[use], 1.0 / s2[use], H[use], q_vin, q_day,
                             *args)
         mean, var, n = post["mean"][:, 0], post["cov"][:, 0, 0], post["n"]
+        var = var * _dispersion(ovin[use], oday[use], (np.square(r - pred)
+                                                       / (var_state + s2))[use],
+                                q_vin, q_day, settings.dispersion_prior_n)
         o["rolling"] = _rolling_median(o, settings.rolling_median_n)
         last = (o.groupby(["vin", "start_date"], sort=False)
                 .agg(raw=("soh_obs_pct", "mean"), rolling=("rolling", "last")).reset_index())
@@ -640,7 +650,7 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         raw = rolling = np.full(len(f), np.nan)
 
     soh = pop + mean
-    half = Z90 * np.sqrt(var)
+    half = Z90 * np.sqrt(var + settings.systematic_sd_pp ** 2)
     out = pd.DataFrame({
         "vin": f["vin"],
         "date": pd.to_datetime(f["date"]).dt.date,
@@ -658,6 +668,23 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
         "model_version": model.version,
     })
     return out[list(OUTPUT_COLUMNS)]
+
+
+def _dispersion(o_vin: np.ndarray, o_day: np.ndarray, z2: np.ndarray, q_vin: np.ndarray,
+                q_day: np.ndarray, prior_n: float) -> np.ndarray:
+    """Per query: how much more the vehicle's labels up to that day scattered around what their
+    predecessors predicted than the noise model says, (prior_n + sum z²) / (prior_n + n), at
+    least 1. Labels that disagree (a BMS re-anchoring, a capacity belief refreshed) widen the
+    interval; a vehicle whose labels agree keeps it. Within the vehicle: nothing fitted."""
+    out = np.ones(len(q_day))
+    if not len(z2):
+        return out
+    oc, qc = _codes(o_vin, q_vin)
+    cum = (pd.DataFrame({"z2": np.nan_to_num(z2, nan=1.0), "n": np.ones(len(z2))})
+           .groupby(oc, sort=False).cumsum().to_numpy())
+    p, ok = _last_at_or_before(oc, o_day, qc, q_day)
+    f = (prior_n + cum[p, 0]) / (prior_n + cum[p, 1])
+    return np.where(ok, np.maximum(f, 1.0), 1.0)
 
 
 def model_frame(model: SohModel | None, version_number: int = 1) -> pd.DataFrame:

@@ -325,3 +325,81 @@ def test_empty_and_non_charging_input():
             assert out.empty and list(out.columns) == list(OUTPUT_COLUMNS)
             assert out.frame_count.dtype == "int64" and out.is_soh_eligible.dtype == bool
             assert out.start_time.dtype == "datetime64[us]" and out.charged_ah.dtype == "float64"
+
+
+def test_label_interval_leaves_out_a_held_top_up():
+    """A BMS that freezes its display at 97 while the charger tops the pack up: the label's Ah
+    stop at the first frame of 97 and its ΔSOC spans the transitions (97 - 20 - 1 points)."""
+    df = session(n=200, soc0=20.0, soc_step=0.5)  # 20 .. 119 without a hold
+    df["soc_pct"] = np.minimum(df["soc_pct"], 97.0)
+    seg = both(table(df))
+    s = seg.iloc[0]
+    first_97 = int(np.flatnonzero(df.soc_pct.to_numpy() == 97.0)[0])
+    first_21 = int(np.flatnonzero(df.soc_pct.to_numpy() == 21.0)[0])
+    assert (s.start_soc_pct, s.end_soc_pct) == (20.0, 97.0)
+    assert s.label_delta_soc_pct == 76.0
+    assert s.label_charging_s == 10.0 * (first_97 - first_21)
+    assert s.label_ah == pytest.approx(20 * s.label_charging_s / 3600)
+    # the whole segment's Ah include the held frames: a label from them reads high
+    assert s.charged_ah / s.delta_soc_pct > 1.2 * s.label_ah / s.label_delta_soc_pct
+    # per point of SOC the label interval matches the unheld rate (2 frames a point)
+    assert s.label_ah / s.label_delta_soc_pct == pytest.approx(20 * 20 / 3600)
+
+
+def test_label_interval_needs_two_points_of_soc():
+    seg = both(table(session(n=30, soc0=50.0, soc_step=0.05)))  # 50 -> 51
+    assert seg.delta_soc_pct.iloc[0] == 1.0
+    assert np.isnan(seg.label_ah.iloc[0]) and np.isnan(seg.label_delta_soc_pct.iloc[0])
+
+
+def _offset_sql(daily: pd.DataFrame) -> pd.DataFrame:
+    """dwd_vehicle_current_offset.sql rendered with its vars' defaults over a hand-made daily
+    table (the model's SQL itself, not a copy of its rule)."""
+    from pathlib import Path
+
+    import duckdb
+    import jinja2
+
+    sql = (Path(__file__).resolve().parents[2] / "models/dwd/dwd_vehicle_current_offset.sql"
+           ).read_text()
+    text = jinja2.Environment().from_string(sql).render(
+        var=lambda name, default=None: default, ref=lambda name: "daily",
+        exact_sum=lambda expr, scale=6: f"sum({expr})")
+    con = duckdb.connect()
+    con.register("daily", daily)
+    return con.execute(text).df().set_index("vin")
+
+
+def test_current_offset_ignores_a_standby_load_in_charge_complete_frames():
+    rng = np.random.default_rng(5)
+
+    def day(vin, complete, idle):
+        complete, idle = np.asarray(complete, float), np.asarray(idle, float)
+        return {"vin": vin, "zero_current_frames": complete.size,
+                "zero_current_sum_a": complete.sum(), "zero_current_sumsq_a2": (complete ** 2).sum(),
+                "idle_current_frames": idle.size, "idle_current_sum_a": idle.sum(),
+                "idle_current_sumsq_a2": (idle ** 2).sum()}
+
+    def noise(k):
+        return rng.normal(0, 0.4, k)
+
+    daily = pd.DataFrame([
+        # offset 0.2 A, no load: both kinds of frames agree and are pooled
+        day("CLEAN", 0.2 + noise(80), 0.2 + noise(6)),
+        # offset -0.2 A, a 1.2 A standby load in charge-complete frames: dropped
+        day("STANDBY", 1.0 + noise(80), -0.2 + noise(6)),
+        # no idle frames and a 1.2 A mean: implausible as a sensor offset, no calibration
+        day("NOIDLE", 1.2 + noise(80), []),
+        # no idle frames, a plausible 0.15 A: used
+        day("SMALL", 0.15 + noise(80), []),
+    ])
+    o = _offset_sql(daily)
+    assert bool(o.loc["CLEAN", "is_charge_complete_used"])
+    assert o.loc["CLEAN", "current_offset_a"] == pytest.approx(0.2, abs=0.1)
+    assert not bool(o.loc["STANDBY", "is_charge_complete_used"])
+    # six idle frames, shrunk towards 0 by the prior: between 0 and the true -0.2 A, not +1.0
+    assert -0.35 < o.loc["STANDBY", "current_offset_a"] < 0.05
+    assert o.loc["STANDBY", "standby_load_a"] == pytest.approx(1.2, abs=0.3)
+    assert pd.isna(o.loc["NOIDLE", "current_offset_a"])
+    assert o.loc["SMALL", "current_offset_a"] == pytest.approx(0.15, abs=0.1)
+    assert pd.isna(o.loc["SMALL", "standby_load_a"])

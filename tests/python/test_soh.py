@@ -168,8 +168,31 @@ def test_train_and_apply_on_synthetic_labels():
     first = obs.groupby("vin").start_date.min()
     early = out[out.date < out.vin.map(first)]
     assert (early.observation_count == 0).all() and early.raw_observation_pct.isna().all()
+    # a systematic SD (soh_systematic_sd_pp) widens the interval in quadrature, nothing else
+    wide = apply(model, feats, obs, SohSettings(holdout_share=0.3, systematic_sd_pp=1.0))
+    np.testing.assert_allclose(wide.soh_pct, out.soh_pct)
+    from nev_battery.soh import Z90
+    half = (wide.soh_upper_pct - wide.soh_lower_pct) / 2
+    ok = (wide.soh_lower_pct > 0) & (wide.soh_upper_pct < 110)
+    np.testing.assert_allclose(half[ok], Z90 * np.sqrt(out.offset_sd_pp[ok] ** 2 + 1.0))
 
 
 def test_too_few_observations_trains_nothing():
     _, obs, _ = _synthetic_fleet(n_vehicles=5, days=30)
     assert train(obs, SohSettings(min_training_vehicles=10), "2026-01-30") is None
+
+
+def test_dispersion_widens_only_vehicles_whose_labels_disagree():
+    from nev_battery.soh import _dispersion
+
+    vin = np.array(["A"] * 10 + ["B"] * 10, dtype=object)
+    day = np.tile(np.arange(10, dtype=float), 2)
+    z2 = np.r_[np.full(10, 0.5), np.full(10, 9.0)]  # A agrees better than its noise, B 3 sigma
+    q_vin = np.array(["A", "B", "B", "C"], dtype=object)
+    q_day = np.array([9.0, 0.0, 9.0, 9.0])
+    f = _dispersion(vin, day, z2, q_vin, q_day, prior_n=5.0)
+    assert f[0] == 1.0  # never narrower than the noise model
+    assert f[1] == pytest.approx((5 + 9) / 6)  # one label seen on day 0
+    assert f[2] == pytest.approx((5 + 90) / 15)
+    assert f[3] == 1.0  # no labels
+
