@@ -69,3 +69,27 @@
     ({{ t }} - (2.515517 + 0.802853 * {{ t }} + 0.010328 * {{ t }} * {{ t }})
         / (1 + 1.432788 * {{ t }} + 0.189269 * {{ t }} * {{ t }} + 0.001308 * {{ t }} * {{ t }} * {{ t }}))
 {%- endmacro %}
+
+{#- One row per vehicle: its model, chemistry and days with data (dws_vehicle x
+    dwd_vehicle_daily), the scope and the denominator of the fleet calibration of rules and of
+    its firing-rate report. -#}
+{% macro vehicle_days_by_scope() -%}
+    select
+        v.vin,
+        v.vehicle_model,
+        v.chemistry,
+        count(d.date) as vehicle_days
+    from {{ ref('dws_vehicle') }} as v
+    inner join {{ ref('dwd_vehicle_daily') }} as d on v.vin = d.vin
+    group by v.vin, v.vehicle_model, v.chemistry
+{%- endmacro %}
+
+{#- A learnt level-2 bar: median + z x 1.4826 x MAD of `value` around its group's `median` (an
+    aggregate: use it grouped), never below `floor` (the configured value); 0 when the group has
+    no value. -#}
+{% macro robust_bar(median, value, z, floor) -%}
+    greatest(
+        {{ floor }},
+        coalesce({{ median }} + {{ z }} * 1.4826 * {{ percentile_cont('abs(' ~ value ~ ' - ' ~ median ~ ')', 0.5) }}, 0)
+    )
+{%- endmacro %}

@@ -131,30 +131,10 @@ fleet_bars as (
     select
         m.vehicle_model,
         m.chemistry,
-        greatest(
-            {{ var('detector_cell_drift_l2_mv', 15) }},
-            coalesce(
-                m.cell_drop_med
-                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.cell_drop - m.cell_drop_med)', 0.5) }},
-                0
-            )
-        ) as cell_drift_bar,
-        greatest(
-            {{ var('detector_probe_drift_l2_c', 3) }},
-            coalesce(
-                m.probe_rise_med
-                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_rise - m.probe_rise_med)', 0.5) }},
-                0
-            )
-        ) as probe_drift_bar,
-        greatest(
-            {{ var('detector_probe_trend_l2_c_per_day', 0.3) }},
-            coalesce(
-                m.probe_trend_med
-                + {{ z }} * 1.4826 * {{ percentile_cont('abs(v.probe_trend - m.probe_trend_med)', 0.5) }},
-                0
-            )
-        ) as probe_trend_bar
+        {{ robust_bar('m.cell_drop_med', 'v.cell_drop', z, var('detector_cell_drift_l2_mv', 15)) }} as cell_drift_bar,
+        {{ robust_bar('m.probe_rise_med', 'v.probe_rise', z, var('detector_probe_drift_l2_c', 3)) }} as probe_drift_bar,
+        {{ robust_bar('m.probe_trend_med', 'v.probe_trend', z,
+                      var('detector_probe_trend_l2_c_per_day', 0.3)) }} as probe_trend_bar
     from fleet_median as m
     inner join vehicle_day_stats as v
         on m.vehicle_model = v.vehicle_model and m.chemistry = v.chemistry

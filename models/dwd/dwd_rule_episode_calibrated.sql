@@ -24,14 +24,7 @@
 with
 
 vehicles as (
-    select
-        v.vin,
-        v.vehicle_model,
-        v.chemistry,
-        count(d.date) as vehicle_days
-    from {{ ref('dws_vehicle') }} as v
-    inner join {{ ref('dwd_vehicle_daily') }} as d on v.vin = d.vin
-    group by v.vin, v.vehicle_model, v.chemistry
+    {{ vehicle_days_by_scope() }}
 ),
 
 episodes as (
