@@ -69,6 +69,19 @@ numbered as (
     from ordered as o
 ),
 
+spoken as (
+    -- the worst episode speaks for the warning: the highest level, then the latest; ties (two
+    -- probes' episodes of the same day) broken on value, detector and evidence, so that a rerun
+    -- picks the same one
+    select
+        n.*,
+        row_number() over (
+            partition by n.vin, n.warning_type, n.warning_no
+            order by n.level desc, n.start_time desc, n.peak_value desc, n.detector asc, n.evidence asc
+        ) as speaker_rank
+    from numbered as n
+),
+
 warnings as (
     select
         n.vin,
@@ -79,12 +92,12 @@ warnings as (
         max(n.end_time) as end_time,
         min(case when n.level >= 2 then n.start_time end) as first_level2_time,
         min(case when n.level >= 3 then n.start_time end) as first_level3_time,
-        -- the worst episode speaks for the warning: its detector, value and evidence
-        {{ max_by('n.peak_value', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as peak_value,
-        {{ max_by('n.detector', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as detector,
-        {{ max_by('n.evidence', 'n.level * 1e12 + ' ~ epoch_seconds('n.start_time')) }} as evidence,
+        -- the episode that speaks for the warning (spoken): its detector, value and evidence
+        {{ min_by('n.peak_value', 'n.speaker_rank') }} as peak_value,
+        {{ min_by('n.detector', 'n.speaker_rank') }} as detector,
+        {{ min_by('n.evidence', 'n.speaker_rank') }} as evidence,
         count(*) as episode_count
-    from numbered as n
+    from spoken as n
     group by n.vin, n.warning_type, n.warning_no
 )
 

@@ -131,7 +131,9 @@ expected as (
         x.transaction_type,
         x.item as antecedent,
         y.item as consequent,
-        sum(cast(x.n_item as double) * y.n_item / vt.n_transactions) as e_both
+        -- fixed point (12 decimals): a float sum in whatever order the strata come differs in
+        -- its last bits between a full build and a rerun
+        {{ exact_sum('cast(x.n_item as double) * y.n_item / vt.n_transactions', 12) }} as e_both
     from vehicle_items as x
     inner join vehicle_items as y
         on x.transaction_type = y.transaction_type and x.stratum = y.stratum and x.item <> y.item
