@@ -60,6 +60,10 @@ REALTIME_SCHEMA: dict[str, pa.DataType] = {
     "probe_temps": pa.list_(pa.int32()),
 }
 
+#: The same contract as an Arrow schema (column order of the contract): what the simulator and
+#: the GB/T 32960 ingestion job write.
+REALTIME_ARROW_SCHEMA = pa.schema(list(REALTIME_SCHEMA.items()))
+
 #: Contract types of `vehicle_master` (landing.md §1.3).
 MASTER_SCHEMA: dict[str, pa.DataType] = {
     "vin": pa.string(),
