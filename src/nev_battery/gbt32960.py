@@ -355,10 +355,15 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
             rows.append((i, i, veh, ext, alm, fco, fcn, pro, prn, whole))
             continue
         key = (big[s + 4:s + 21], big[s + 24:s + 30], int(cmd[i]))
-        g = groups.get(key)
+        # one pack per instance; a piece whose start index an instance holds already belongs to
+        # the next (an exact duplicate of the pack, interleaved)
+        insts = groups.setdefault(key, [])
+        starts_here = {pc[0] for pc in pieces}
+        g = next((x for x in insts if not starts_here & x["starts"]), None)
         if g is None:
-            g = groups[key] = {"frames": [], "units": [veh, ext, alm, fco, fcn, pro, prn],
-                               "pieces": [], "total": total}
+            g = {"frames": [], "units": [veh, ext, alm, fco, fcn, pro, prn], "pieces": [],
+                 "starts": set(), "total": total}
+            insts.append(g)
         else:  # a unit missing so far comes from this piece
             u = g["units"]
             for k_, val in ((0, veh), (1, ext), (2, alm), (5, pro)):
@@ -370,11 +375,12 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
                         u[6] = prn
         g["frames"].append(i)
         g["pieces"].extend(pieces)
+        g["starts"] |= starts_here
         whole = _whole(g["pieces"], g["total"])
         if whole is not None:
             rows.append((g["frames"][0], i, *g["units"], whole))
-            del groups[key]
-    pending = sorted(i for g in groups.values() for i in g["frames"])
+            insts.remove(g)
+    pending = sorted(i for insts in groups.values() for g in insts for i in g["frames"])
 
     # gather the real-time columns
     nr = len(rows)
