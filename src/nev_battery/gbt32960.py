@@ -218,6 +218,7 @@ class Decoded:
     rejected: pa.Table
     sessions: pa.Table
     pending: list[int] = field(default_factory=list)  # frames of incomplete split packs
+    pending_groups: list[list[int]] = field(default_factory=list)  # the same, per pack
     counts: dict = field(default_factory=dict)  # frames per command, rejected per reason
 
 
@@ -380,7 +381,8 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         if whole is not None:
             rows.append((g["frames"][0], i, *g["units"], whole))
             insts.remove(g)
-    pending = sorted(i for insts in groups.values() for g in insts for i in g["frames"])
+    pending_groups = sorted(g["frames"] for insts in groups.values() for g in insts)
+    pending = sorted(i for g in pending_groups for i in g)
 
     # gather the real-time columns
     nr = len(rows)
@@ -472,7 +474,7 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     for r_ in reason[reason != None]:
         counts[f"rejected_{r_}"] = counts.get(f"rejected_{r_}", 0) + 1
     return Decoded(realtime, np.array([r[1] for r in rows], np.int64), rejected, sessions,
-                   pending, counts)
+                   pending, pending_groups, counts)
 
 
 def _rejected(frames, rej, reason, detail, receive_ms, topic, partition, offsets, cmd, vinb,

@@ -23,6 +23,7 @@ instead of landing its frames twice. See docs/ingest.md.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import signal
@@ -59,7 +60,6 @@ class IngestConfig:
     roll_messages: int = 200_000
     roll_bytes: int = 64 << 20
     roll_seconds: float = 60.0
-    join_window: int = 1000  # messages a size cut waits for the rest of a split pack
     idle_exit: float | None = None  # stop after this many seconds without a message
     session_timeout_ms: int = 45_000
     extra: dict = field(default_factory=dict)  # more librdkafka settings
@@ -123,27 +123,17 @@ def _by_date(table: pa.Table, column: str) -> list[tuple[str, pa.Table]]:
 
 
 class _Segment:
-    __slots__ = (
-        "extend_to",
-        "first",
-        "forced_last",
-        "frames",
-        "nbytes",
-        "offsets",
-        "opened",
-        "postponed",
-        "ts",
-    )
+    __slots__ = ("first", "forced_last", "frames", "nbytes", "offsets", "opened", "postponed",
+                 "ts")
 
-    def __init__(self, forced_last: int | None) -> None:
+    def __init__(self) -> None:
         self.first = -1
         self.offsets: list[int] = []
         self.frames: list[bytes] = []
         self.ts: list[int] = []
         self.nbytes = 0
         self.opened = time.monotonic()
-        self.forced_last = forced_last
-        self.extend_to: int | None = None
+        self.forced_last: int | None = None
         self.postponed = False
 
 
@@ -193,55 +183,70 @@ class Ingestor:
         return c
 
     # -- segments -------------------------------------------------------------------------
+    def _start(self, seg: _Segment, p: int) -> None:
+        seg.first = seg.offsets[0]
+        seg.opened = time.monotonic()
+        seg.postponed = False
+        seg.forced_last = self.cuts.get(p, {}).get(seg.first)
+
     def _add(self, p: int, offset: int, value: bytes, ts_ms: int) -> None:
         seg = self.segments.get(p)
         if seg is None:
-            seg = self.segments[p] = _Segment(None)
-        if not seg.offsets:
-            seg.first = offset
-            seg.opened = time.monotonic()
-            seg.forced_last = self.cuts.get(p, {}).get(offset)
+            seg = self.segments[p] = _Segment()
         seg.offsets.append(offset)
         seg.frames.append(value)
         seg.ts.append(ts_ms)
         seg.nbytes += len(value)
+        if len(seg.offsets) == 1:
+            self._start(seg, p)
         if seg.forced_last is not None:
             if offset >= seg.forced_last:  # the cut of the files already landed
-                self._flush(p, seg)
-            return
-        n = len(seg.offsets)
-        if seg.extend_to is not None:
-            if n >= seg.extend_to:
-                self._flush(p, seg)
-        elif n >= self.cfg.roll_messages or seg.nbytes >= self.cfg.roll_bytes:
-            self._flush(p, seg, may_extend=True)
+                self._flush(p, seg, "forced")
+        elif len(seg.offsets) >= self.cfg.roll_messages or seg.nbytes >= self.cfg.roll_bytes:
+            self._flush(p, seg, "size")
 
     def _flush_due(self) -> None:
         now = time.monotonic()
         for p, seg in list(self.segments.items()):
             if seg.offsets and seg.forced_last is None and now - seg.opened >= (
                     self.cfg.roll_seconds * (2 if seg.postponed else 1)):
-                self._flush(p, seg, may_postpone=not seg.postponed)
+                self._flush(p, seg, "time")
 
-    def _flush(self, p: int, seg: _Segment, may_extend: bool = False,
-               may_postpone: bool = False) -> None:
+    def _flush(self, p: int, seg: _Segment, why: str) -> None:
+        """Land the segment up to its cut, commit, keep the rest open.
+
+        The cut: never inside a split pack. Packs still incomplete at the end move the cut
+        back to their first frame, and those frames stay in the (next) open segment; a pack
+        incomplete from the segment's first frame on is rejected as ``pack_incomplete`` (on a
+        size cut: a whole segment went by without its rest). The cut is a function of the
+        segment's messages, so a re-consumed segment is cut at the same offset."""
         cfg = self.cfg
-        d = decode_batch(seg.frames, np.array(seg.ts, np.int64), cfg.topic, p,
-                         np.array(seg.offsets, np.int64))
-        if d.pending:
-            if may_extend:  # a size cut waits for the rest of the split packs
-                seg.extend_to = len(seg.offsets) + cfg.join_window
+        frames, offs, ts = seg.frames, np.array(seg.offsets, np.int64), np.array(seg.ts, np.int64)
+        cut, dropped = len(frames), set()
+        if why == "forced":
+            cut = bisect.bisect_right(seg.offsets, seg.forced_last)
+        while True:
+            keep = [i for i in range(cut) if i not in dropped]
+            d = decode_batch([frames[i] for i in keep], ts[keep], cfg.topic, p, offs[keep])
+            if not d.pending:
+                break
+            groups = [[keep[i] for i in g] for g in d.pending_groups]
+            head = min(groups, key=lambda g: g[0])
+            if head[0] != keep[0]:
+                cut = head[0]
+            elif why in ("size", "forced") or (why == "time" and seg.postponed):
+                dropped.update(head)
+            elif why == "time":
+                seg.postponed = True  # wait once more for the rest of the pack
                 return
-            if may_postpone:
-                seg.postponed = True
+            else:  # stopping: leave it uncommitted, the next run reads it again
                 return
         rejected = d.rejected
-        if d.pending:
+        if dropped:
+            di = sorted(dropped)
             rejected = pa.concat_tables([rejected, reject_frames(
-                [seg.frames[i] for i in d.pending], "pack_incomplete",
-                np.array(seg.ts, np.int64)[d.pending], cfg.topic, p,
-                np.array(seg.offsets, np.int64)[d.pending])])
-        first, last = seg.first, seg.offsets[-1]
+                [frames[i] for i in di], "pack_incomplete", ts[di], cfg.topic, p, offs[di])])
+        first, last = seg.first, int(offs[cut - 1])
         name = f"part-{cfg.topic}-{p}-{first}-{last}.parquet"
         for table, col, rows, opts in (
                 (REALTIME_TABLE, "collect_time", d.realtime, REALTIME_WRITE_OPTIONS),
@@ -256,7 +261,14 @@ class Ingestor:
             self.stats.rejected[r] = self.stats.rejected.get(r, 0) + 1
         self._commit(p, last + 1)
         self.cuts.get(p, {}).pop(first, None)
-        self.segments[p] = _Segment(None)
+        rest = _Segment()
+        rest.offsets, rest.frames, rest.ts = seg.offsets[cut:], frames[cut:], seg.ts[cut:]
+        rest.nbytes = sum(len(f) for f in rest.frames)
+        self.segments[p] = rest
+        if rest.offsets:
+            self._start(rest, p)
+            if rest.forced_last is not None and rest.offsets[-1] >= rest.forced_last:
+                self._flush(p, rest, "forced")
 
     def _commit(self, p: int, offset: int) -> None:
         from confluent_kafka import TopicPartition
@@ -297,16 +309,39 @@ class Ingestor:
                 if msgs:
                     last_msg = time.monotonic()
                 self._flush_due()
-                if (self.cfg.idle_exit is not None and not msgs and self.assigned
+                if (self.cfg.idle_exit is not None and not msgs
                         and time.monotonic() - last_msg >= self.cfg.idle_exit):
-                    break
+                    if self._caught_up():
+                        break
+                    last_msg = time.monotonic()
             # stopping: land what is open (a time cut), then leave the group
             for p, seg in list(self.segments.items()):
                 if seg.offsets and seg.forced_last is None:
-                    self._flush(p, seg)
+                    self._flush(p, seg, "stop")
         finally:
             self.consumer.close()
         return self.stats
+
+    def _caught_up(self) -> bool:
+        """Every partition of the topic is assigned to this consumer and read to its end (a
+        partition still held by a crashed member of the group is not: wait for the rebalance)."""
+        c = self.consumer
+        meta = c.list_topics(self.cfg.topic, timeout=5).topics.get(self.cfg.topic)
+        mine = c.assignment()
+        if meta is None or not mine or {tp.partition for tp in mine} != set(meta.partitions):
+            return False
+        for tp in c.position(mine):
+            _, high = c.get_watermark_offsets(tp, timeout=5, cached=False)
+            if tp.offset < 0:  # nothing read yet: only an empty partition is caught up
+                if high > self._committed(tp):
+                    return False
+            elif tp.offset < high:
+                return False
+        return True
+
+    def _committed(self, tp) -> int:
+        got = self.consumer.committed([tp], timeout=5)[0].offset
+        return max(got, 0)
 
     def _on_signal(self, signum, frame) -> None:
         self.stop = True
