@@ -405,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer group (default nev-battery-ingest)")
     s.add_argument("--landing", default=os.environ.get("NEV_LANDING_ROOT", "data/landing"),
                    help="landing root (default: env NEV_LANDING_ROOT, else data/landing)")
-    s.add_argument("--roll-messages", type=positive_int, default=200_000,
-                   help="cut a partition's file after this many messages (default 200000)")
+    s.add_argument("--roll-messages", type=positive_int, default=50_000,
+                   help="cut a partition's file after this many messages (default 50000)")
     s.add_argument("--roll-mb", type=positive_int, default=64,
                    help="cut a partition's file after this many MB of frames (default 64)")
     s.add_argument("--roll-seconds", type=positive_float, default=60.0,

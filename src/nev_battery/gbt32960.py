@@ -243,19 +243,19 @@ def _times(a: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ms, ok
 
 
-def _list(a: np.ndarray, segs: list, nrows: int, width: int, present: np.ndarray,
-          typ: pa.DataType) -> pa.Array:
-    """A list column from segments (row, byte offset, count) of big-endian values in ``a``."""
-    if segs:
-        sr, so, sc = (np.array(x, dtype=np.int64) for x in zip(*segs))
-    else:
-        sr = so = sc = np.zeros(0, np.int64)
+def _list(a: np.ndarray, sr: np.ndarray, so: np.ndarray, sc: np.ndarray, nrows: int, width: int,
+          present: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A list column from segments (row, byte offset, count; ordered by row) of big-endian
+    values in ``a``."""
     lens = np.bincount(sr, weights=sc, minlength=nrows).astype(np.int64)
     offsets = np.zeros(nrows + 1, np.int32)
     np.cumsum(lens, out=offsets[1:])
-    tot = int(sc.sum())
-    within = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(sc) - sc, sc)
-    pos = np.repeat(so, sc) + within * width
+    tot = int(offsets[-1])
+    if len(sr) == nrows:  # one segment per row (the common case): no per-segment repeat
+        pos = np.arange(tot, dtype=np.int64) * width + np.repeat(so - offsets[:-1] * width, sc)
+    else:
+        within = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(sc) - sc, sc)
+        pos = np.repeat(so, sc) + within * width
     if width == 1:
         vals = a[pos].astype(np.int32)
     elif width == 2:
@@ -264,6 +264,72 @@ def _list(a: np.ndarray, segs: list, nrows: int, width: int, present: np.ndarray
         vals = _u32(a, pos)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(vals, typ.value_type),
                                     mask=pa.array(~present))
+
+
+REASONS = list(REJECT_REASONS)
+_R = {r: i + 1 for i, r in enumerate(REASONS)}  # reason code: 0 = not rejected
+
+
+def _walk_fast(a: np.ndarray, frames_idx: np.ndarray, pos: np.ndarray, end: np.ndarray):
+    """Walk the units of many 2016 frames at once, one unit per step. The frames this cannot do
+    (a split pack, several subsystems, an unknown unit, any overrun) are flagged for the
+    per-frame walk, which decodes them or finds the exact reason."""
+    m = len(frames_idx)
+    veh, ext, alm, fco, fcn, pro, prn, cel, ceN = (np.full(m, -1, np.int64) for _ in range(9))
+    slow = np.zeros(m, bool)
+    pos = pos.copy()
+    last = len(a) - 1
+    for _ in range(32):
+        act = np.flatnonzero((pos < end) & ~slow)
+        if act.size == 0:
+            break
+        p0 = pos[act]
+        t = a[p0]
+        p1 = p0 + 1
+        q = np.minimum(p1, last)
+        ln = np.full(act.size, -1, np.int64)  # body length; -1: the slow walk
+        for code, size, arr in ((1, 20, veh), (6, 14, ext)):
+            k = t == code
+            ln[k] = size
+            arr[act[k]] = p1[k]
+        ln[t == 4] = 5
+        ln[t == 5] = 9
+        k = t == 2
+        ln[k] = 1 + 12 * a[q[k]].astype(np.int64)
+        k = t == 3
+        ln[k] = 18 + _u16(a, np.minimum(p1[k] + 6, last - 1))
+        k = (t >= 0x80) & (t <= 0xFE)
+        ln[k] = 2 + _u16(a, np.minimum(p1[k], last - 1))
+        k = np.flatnonzero(t == 7)
+        if k.size:
+            p = p1[k] + 5
+            n1 = a[np.minimum(p, last)].astype(np.int64)
+            alm[act[k]], fco[act[k]], fcn[act[k]] = p1[k], p + 1, n1
+            p = p + 1 + 4 * n1
+            for _ in range(3):
+                p = p + 1 + 4 * a[np.minimum(p, last)].astype(np.int64)
+            ln[k] = p - p1[k]
+        k = np.flatnonzero(t == 8)
+        if k.size:  # one subsystem, number 1, the whole pack in this frame
+            b = np.minimum(p1[k], last - 11)
+            m_ = a[b + 10].astype(np.int64)
+            ok = ((a[b] == 1) & (a[b + 1] == 1) & (_u16(a, b + 8) == 1)
+                  & (_u16(a, b + 6) == m_))
+            ln[k] = np.where(ok, 11 + 2 * m_, -1)
+            cel[act[k]], ceN[act[k]] = b + 11, m_
+        k = np.flatnonzero(t == 9)
+        if k.size:
+            b = np.minimum(p1[k], last - 4)
+            n_ = _u16(a, b + 2).astype(np.int64)
+            ok = (a[b] == 1) & (a[b + 1] == 1)
+            ln[k] = np.where(ok, 4 + n_, -1)
+            pro[act[k]], prn[act[k]] = b + 4, n_
+        nxt = p1 + ln
+        bad = (ln < 0) | (nxt > end[act])
+        slow[act[bad]] = True
+        pos[act] = nxt
+    slow |= pos != end
+    return slow, veh, ext, alm, fco, fcn, pro, prn, cel, ceN
 
 
 def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
@@ -277,33 +343,32 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     offsets = np.arange(n, dtype=np.int64) if offsets is None else np.asarray(offsets, np.int64)
     big = b"".join(frames)
     # padded: every header field can be gathered for every frame (masked after)
-    a = np.frombuffer(big + bytes(32), np.uint8)
-    lens = np.fromiter((len(f) for f in frames), np.int64, n)
+    a = np.frombuffer(big + bytes(64), np.uint8)
+    lens = np.fromiter(map(len, frames), np.int64, n)
     starts = np.zeros(n, np.int64)
     if n:
         np.cumsum(lens[:-1], out=starts[1:])
-    reason = np.full(n, None, object)
-    detail = np.full(n, None, object)
+    code = np.zeros(n, np.int8)  # reason code, 0 = not rejected
+    detail: dict[int, str] = {}
 
-    def reject(mask: np.ndarray, why: str, text=None) -> None:
-        m = mask & (reason == None)
-        reason[m] = why
-        if text is not None:
-            detail[m] = text[m] if isinstance(text, np.ndarray) else text
+    def reject(mask: np.ndarray, why: str) -> np.ndarray:
+        m = mask & (code == 0)
+        code[m] = _R[why]
+        return np.flatnonzero(m)
 
     full = lens >= FRAME_OVERHEAD
     hs = starts
     s0, s1 = a[hs], a[hs + 1]
     v25 = (s0 == 0x24) & (s1 == 0x24)
     reject((lens >= 2) & ~(((s0 == 0x23) & (s1 == 0x23)) | v25), "bad_start")
-    reject(~full, "truncated", np.array([f"{x} byte(s), a frame has at least 25" for x in lens],
-                                        object))
+    for i in reject(~full, "truncated").tolist():
+        detail[i] = f"{lens[i]} byte(s), a frame has at least {FRAME_OVERHEAD}"
     dlen = _u16(a, hs + 22).astype(np.int64)
     want = dlen + FRAME_OVERHEAD
-    sizes = np.array([f"{x} byte(s), header declares {w}" for x, w in zip(lens, want)], object)
-    reject(full & (lens < want), "truncated", sizes)
-    reject(full & (lens > want), "length_mismatch", sizes)
-    idx = np.flatnonzero(reason == None)
+    for why, mask in (("truncated", full & (lens < want)), ("length_mismatch", lens > want)):
+        for i in reject(mask & full, why).tolist():
+            detail[i] = f"{lens[i]} byte(s), header declares {want[i]}"
+    idx = np.flatnonzero(code == 0)
     if verify_bcc and idx.size:
         bounds = np.empty(2 * idx.size, np.int64)
         bounds[0::2] = starts[idx] + 2
@@ -313,10 +378,9 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         bad = np.flatnonzero(x != carried)
         mask = np.zeros(n, bool)
         mask[idx[bad]] = True
-        text = np.full(n, None, object)
-        text[idx[bad]] = [f"BCC {c:#04x}, computed {v:#04x}"
-                          for c, v in zip(carried[bad].tolist(), x[bad].tolist())]
-        reject(mask, "bad_bcc", text)
+        reject(mask, "bad_bcc")
+        for i, c, v in zip(idx[bad].tolist(), carried[bad].tolist(), x[bad].tolist()):
+            detail[i] = f"BCC {c:#04x}, computed {v:#04x}"
     cmd = a[hs + 2].astype(np.int32)
     resp = a[hs + 3]
     enc = a[hs + 21]
@@ -336,17 +400,24 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     reject(full & (((cmd == CMD_LOGIN) & (dlen < 28)) | ((cmd == CMD_LOGOUT) & (dlen < 8))),
            "bad_payload")
 
-    # walk the units of every real-time frame still standing
-    rows = []  # (frame index of vin/time/receive, completing frame, veh, ext, alm, fco, fcn, pro,
-    #           prn, pieces or None)
+    # walk the units of every real-time frame still standing: all at once, then one by one
+    # the frames the vectorized walk leaves (2025 frames, split packs, odd or bad units)
+    rt = np.flatnonzero((code == 0) & ((cmd == CMD_REALTIME) | (cmd == CMD_RESEND)))
+    fast = rt[~v25[rt]]
+    slow, *units = _walk_fast(a, fast, starts[fast] + 30, starts[fast] + HEADER_LEN + dlen[fast])
+    ok = ~slow
+    fidx = fast[ok]
+    f_units = [u[ok] for u in units]  # veh ext alm fco fcn pro prn cel ceN
+    rows = []  # (first frame, completing frame, veh, ext, alm, fco, fcn, pro, prn, pieces)
     groups: dict = {}
-    rt = np.flatnonzero((reason == None) & ((cmd == CMD_REALTIME) | (cmd == CMD_RESEND)))
-    for i, s, end, is25 in zip(rt.tolist(), starts[rt].tolist(),
-                               (starts[rt] + HEADER_LEN + dlen[rt]).tolist(), v25[rt].tolist()):
+    todo = np.sort(np.concatenate([fast[slow], rt[v25[rt]]]))
+    for i, s, end, is25 in zip(todo.tolist(), starts[todo].tolist(),
+                               (starts[todo] + HEADER_LEN + dlen[todo]).tolist(),
+                               v25[todo].tolist()):
         try:
             veh, ext, alm, fco, fcn, pro, prn, pieces, total = _walk(big, s + 30, end, is25)
         except _Reject as r:
-            reason[i], detail[i] = r.reason, r.detail
+            code[i], detail[i] = _R[r.reason], r.detail
             continue
         if total < 0:
             rows.append((i, i, veh, ext, alm, fco, fcn, pro, prn, None))
@@ -384,16 +455,39 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     pending_groups = sorted(g["frames"] for insts in groups.values() for g in insts)
     pending = sorted(i for g in pending_groups for i in g)
 
-    # gather the real-time columns
-    nr = len(rows)
-    first = np.array([r[0] for r in rows], np.int64)
-    cols = list(zip(*[r[2:9] for r in rows])) if nr else [()] * 7
-    veh, ext, alm, fco, fcn, pro, prn = (np.array(c, np.int64) for c in cols)
-    r25 = v25[first] if nr else np.zeros(0, bool)
+    # the rows of both walks, in the order of their completing frames
+    ns = len(rows)
+    s_first = np.array([r[0] for r in rows], np.int64)
+    s_done = np.array([r[1] for r in rows], np.int64)
+    s_units = [np.array([r[2 + k] for r in rows], np.int64) for k in range(7)]
+    first = np.concatenate([fidx, s_first])
+    done = np.concatenate([fidx, s_done])
+    order = np.argsort(done, kind="stable")
+    first, done = first[order], done[order]
+    veh, ext, alm, fco, fcn, pro, prn = (np.concatenate([f_units[k], s_units[k]])[order]
+                                         for k in range(7))
+    nr = len(first)
+    # cell segments: one per fast row, the pieces of the slow ones
+    seg_r = [np.flatnonzero(f_units[7] >= 0)]
+    seg_o, seg_c = [f_units[7][seg_r[0]]], [f_units[8][seg_r[0]]]
+    has_cells = np.concatenate([f_units[7] >= 0, np.array([r[9] is not None for r in rows],
+                                                          bool)])[order]
+    if ns:
+        sr = [len(fidx) + j for j, r in enumerate(rows) if r[9] is not None for _ in r[9]]
+        seg_r.append(np.array(sr, np.int64))
+        seg_o.append(np.array([pc[1] for r in rows if r[9] is not None for pc in r[9]], np.int64))
+        seg_c.append(np.array([pc[2] for r in rows if r[9] is not None for pc in r[9]], np.int64))
+    rank = np.empty(nr, np.int64)
+    rank[order] = np.arange(nr)
+    sr_all = rank[np.concatenate(seg_r)] if nr else np.zeros(0, np.int64)
+    so_all, sc_all = np.concatenate(seg_o), np.concatenate(seg_c)
+    by = np.argsort(sr_all, kind="stable")
+    sr_all, so_all, sc_all = sr_all[by], so_all[by], sc_all[by]
+
+    r25 = v25[first]
     arrays: dict[str, pa.Array] = {}
-    vins = (np.ascontiguousarray(vinb[first]).view("S17").ravel() if nr
-            else np.zeros(0, "S17"))
-    arrays["vin"] = pa.array(vins).cast(pa.string())
+    arrays["vin"] = pa.array(np.ascontiguousarray(vinb[first]).view("S17").ravel()
+                             if nr else np.zeros(0, "S17")).cast(pa.string())
     arrays["cmd"] = pa.array(cmd[first], pa.int32())
     arrays["collect_time"] = pa.array(ftime[first], pa.timestamp("ms"))
     arrays["receive_time"] = pa.array((receive_ms[first] + BEIJING_OFFSET_MS).astype(
@@ -403,7 +497,8 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         has = unit >= 0 if absent is None else (unit >= 0) & ~absent
         pos = np.where(has, unit, 0) + rel
         v = a[pos].astype(np.int32) if width == 1 else _u16(a, pos) if width == 2 else _u32(a, pos)
-        arrays[name] = pa.array(v, REALTIME_ARROW_SCHEMA.field(name).type, mask=~has)
+        arrays[name] = pa.array(v, REALTIME_ARROW_SCHEMA.field(name).type,
+                                mask=None if has.all() else ~has)
         return v, has
 
     put("vehicle_status", veh, 0, 1)
@@ -434,22 +529,18 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     put("max_alarm_level", alm, 0, 1)
     put("general_alarm_flags", alm, 1, 4)
     ar = np.arange(nr)
-    arrays["battery_fault_codes"] = _list(
-        a, [(r, o, c) for r, o, c in zip(ar.tolist(), fco.tolist(), fcn.tolist()) if o >= 0],
-        nr, 4, alm >= 0, pa.list_(pa.int64()))
-    cell_segs = [(r, off, m) for r, row in enumerate(rows) if row[9] is not None
-                 for _, off, m in row[9]]
-    arrays["cell_voltages"] = _list(a, cell_segs, nr, 2,
-                                    np.array([row[9] is not None for row in rows], bool),
+    has_fc, has_pr = fco >= 0, pro >= 0
+    arrays["battery_fault_codes"] = _list(a, ar[has_fc], fco[has_fc], fcn[has_fc], nr, 4,
+                                          alm >= 0, pa.list_(pa.int64()))
+    arrays["cell_voltages"] = _list(a, sr_all, so_all, sc_all, nr, 2, has_cells,
                                     pa.list_(pa.int32()))
-    arrays["probe_temps"] = _list(
-        a, [(r, o, c) for r, o, c in zip(ar.tolist(), pro.tolist(), prn.tolist()) if o >= 0],
-        nr, 1, pro >= 0, pa.list_(pa.int32()))
+    arrays["probe_temps"] = _list(a, ar[has_pr], pro[has_pr], prn[has_pr], nr, 1, has_pr,
+                                  pa.list_(pa.int32()))
     realtime = pa.Table.from_arrays([arrays[f.name] for f in REALTIME_ARROW_SCHEMA],
                                     schema=REALTIME_ARROW_SCHEMA)
 
     # sessions: login and logout
-    sess = np.flatnonzero((reason == None) & ((cmd == CMD_LOGIN) | (cmd == CMD_LOGOUT)))
+    sess = np.flatnonzero((code == 0) & ((cmd == CMD_LOGIN) | (cmd == CMD_LOGOUT)))
     dpos = hs[sess] + HEADER_LEN
     sessions = pa.Table.from_arrays([
         pa.array(np.ascontiguousarray(vinb[sess]).view("S17").ravel() if sess.size
@@ -467,33 +558,28 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         pa.array(offsets[sess], pa.int64()),
     ], schema=SESSION_SCHEMA)
 
-    rejected = _rejected(frames, np.flatnonzero(reason != None), reason, detail,
-                         receive_ms, topic, partition, offsets, cmd, vinb, full, alnum)
-    counts = {f"cmd_{c:#04x}": int(k) for c, k in zip(*np.unique(cmd[reason == None],
-                                                                  return_counts=True))}
-    for r_ in reason[reason != None]:
-        counts[f"rejected_{r_}"] = counts.get(f"rejected_{r_}", 0) + 1
-    return Decoded(realtime, np.array([r[1] for r in rows], np.int64), rejected, sessions,
-                   pending, pending_groups, counts)
-
-
-def _rejected(frames, rej, reason, detail, receive_ms, topic, partition, offsets, cmd, vinb,
-              full, alnum) -> pa.Table:
-    vin = [bytes(vinb[i]).decode("ascii", "replace") if full[i] and alnum[i] else None
-           for i in rej.tolist()]
-    return pa.Table.from_arrays([
+    rej = np.flatnonzero(code != 0)
+    reasons = [REASONS[c - 1] for c in code[rej].tolist()]
+    rejected = pa.Table.from_arrays([
         pa.array((receive_ms[rej] + BEIJING_OFFSET_MS).astype("datetime64[ms]"),
                  pa.timestamp("ms")),
-        pa.array(reason[rej].tolist(), pa.string()),
-        pa.array([d if d is not None else REJECT_REASONS[r]
-                  for r, d in zip(reason[rej].tolist(), detail[rej].tolist())], pa.string()),
-        pa.array(vin, pa.string()),
+        pa.array(reasons, pa.string()),
+        pa.array([detail.get(i, REJECT_REASONS[r]) for i, r in zip(rej.tolist(), reasons)],
+                 pa.string()),
+        pa.array([bytes(vinb[i]).decode("ascii") if full[i] and alnum[i] else None
+                  for i in rej.tolist()], pa.string()),
         pa.array(np.where(full[rej], cmd[rej], 0), pa.int32(), mask=~full[rej]),
         pa.array([topic] * rej.size, pa.string()),
         pa.array(np.full(rej.size, partition), pa.int32()),
         pa.array(offsets[rej], pa.int64()),
         pa.array([frames[i].hex() for i in rej.tolist()], pa.string()),
     ], schema=REJECTED_SCHEMA)
+    counts: dict[str, int] = {}
+    for c, k in zip(*np.unique(cmd[code == 0], return_counts=True)):
+        counts[f"cmd_{int(c):#04x}"] = int(k)
+    for r_ in reasons:
+        counts[f"rejected_{r_}"] = counts.get(f"rejected_{r_}", 0) + 1
+    return Decoded(realtime, done, rejected, sessions, pending, pending_groups, counts)
 
 
 def reject_frames(frames: list[bytes], why: str, receive_ms, topic: str, partition: int,

@@ -57,7 +57,7 @@ class IngestConfig:
     landing: Path
     topic: str = DEFAULT_TOPIC
     group: str = DEFAULT_GROUP
-    roll_messages: int = 200_000
+    roll_messages: int = 50_000
     roll_bytes: int = 64 << 20
     roll_seconds: float = 60.0
     idle_exit: float | None = None  # stop after this many seconds without a message
