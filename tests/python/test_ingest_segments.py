@@ -117,3 +117,19 @@ def test_write_durable_leaves_no_temporary(tmp_path):
     write_durable(t, tmp_path / "x" / "dt=2026-01-01" / "f.parquet", tmp_path / TMP_DIR)
     assert pq.read_table(tmp_path / "x" / "dt=2026-01-01" / "f.parquet").equals(t)
     assert not list((tmp_path / TMP_DIR).iterdir())
+
+
+def test_summary_counts_rejected_frames_per_reason(tmp_path):
+    from nev_battery.gbt32960 import decode_batch
+    from nev_battery.ingest import REJECTED_TABLE, rejected_counts
+    from nev_battery.warehouse import format_summary
+
+    d = decode_batch([b"##\x02", b"$$" + bytes(30), b"##\x02\xfe" + bytes(30)], topic="rt")
+    write_durable(d.rejected, tmp_path / REJECTED_TABLE / "dt=1970-01-01" / "part-rt-0-0-2.parquet",
+                  tmp_path / TMP_DIR)
+    counts = rejected_counts(tmp_path)
+    assert sum(n for _, n in counts) == 3 and counts[0] == ("truncated", 2)
+    text = format_summary({"rows": {}, "rejected_frames": counts})
+    assert "frames rejected by the ingest job" in text and "truncated" in text
+    # not a table the landing audit or ODS reads
+    assert not audit_landing(tmp_path).table_name.eq(REJECTED_TABLE).any()
