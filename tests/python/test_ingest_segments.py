@@ -128,7 +128,7 @@ def test_summary_counts_rejected_frames_per_reason(tmp_path):
     write_durable(d.rejected, tmp_path / REJECTED_TABLE / "dt=1970-01-01" / "part-rt-0-0-2.parquet",
                   tmp_path / TMP_DIR)
     counts = rejected_counts(tmp_path)
-    assert sum(n for _, n in counts) == 3 and counts[0] == ("truncated", 2)
+    assert sum(n for _, n in counts) == 3 and counts == [("length_mismatch", 2), ("truncated", 1)]
     text = format_summary({"rows": {}, "rejected_frames": counts})
     assert "frames rejected by the ingest job" in text and "truncated" in text
     # not a table the landing audit or ODS reads
