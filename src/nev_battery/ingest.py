@@ -27,6 +27,7 @@ import bisect
 import os
 import re
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class IngestStats:
     commits: int = 0
 
 
+_HOST = socket.gethostname().replace(".", "_") or "host"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -88,7 +92,7 @@ def write_durable(table: pa.Table, final: Path, tmp_dir: Path, options: dict | N
     """Write ``table`` to ``final`` atomically and durably: a temporary file outside the
     partition folders (the landing audit never sees it), fsync, rename, fsync of the folder."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
+    tmp = tmp_dir / f"{final.name}.{_HOST}.{os.getpid()}.tmp"
     pq.write_table(table, tmp, **(options or {}))
     fd = os.open(tmp, os.O_RDONLY)
     try:
@@ -279,10 +283,24 @@ class Ingestor:
 
     # -- loop -----------------------------------------------------------------------------
     def _clear_tmp(self) -> None:
-        if self.tmp.is_dir():
-            for f in self.tmp.iterdir():
-                if f.name.endswith(".tmp"):
-                    f.unlink()
+        """Delete the temporary files a crashed job of this host left (never those of a job
+        still running: several may share the landing zone)."""
+        if not self.tmp.is_dir():
+            return
+        for f in self.tmp.iterdir():
+            parts = f.name.rsplit(".", 3)
+            if len(parts) != 4 or parts[3] != "tmp" or parts[1] != _HOST:
+                continue
+            try:
+                pid = int(parts[2])
+                if pid != os.getpid():
+                    os.kill(pid, 0)  # alive: leave it
+                    continue
+            except ProcessLookupError:
+                pass
+            except (ValueError, PermissionError):
+                continue
+            f.unlink(missing_ok=True)
 
     def run(self) -> IngestStats:
         self._clear_tmp()

@@ -21,6 +21,7 @@ from kafka_fixture import direct_landing, landed, same_rows, start_broker
 
 from nev_battery.gbt32960 import REJECTED_SCHEMA, bcc
 from nev_battery.ingest import (
+    _HOST,
     REJECTED_TABLE,
     TMP_DIR,
     ensure_topic,
@@ -76,7 +77,9 @@ def test_kill_9_mid_way_loses_nothing_and_lands_nothing_twice(broker, direct, tm
     produce(broker, topic, frames, keys, ts)
     landing = tmp_path / "landing"
     (landing / TMP_DIR).mkdir(parents=True)
-    (landing / TMP_DIR / "left-by-a-crash.parquet.1.tmp").write_bytes(b"partial")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (landing / TMP_DIR / f"left.parquet.{_HOST}.{dead.pid}.tmp").write_bytes(b"partial")
     for _ in range(2):  # two crashes
         proc = _run_ingest(landing, broker, topic, "g-crash", None, roll=40)
         deadline = time.monotonic() + 40

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from nev_battery.gbt32960 import encode_realtime
-from nev_battery.ingest import TMP_DIR, IngestConfig, Ingestor, landed_ranges, write_durable
+from nev_battery.ingest import (
+    _HOST,
+    TMP_DIR,
+    IngestConfig,
+    Ingestor,
+    landed_ranges,
+    write_durable,
+)
 from nev_battery.landing import REALTIME_ARROW_SCHEMA, audit_landing
 from nev_battery.simulate import SimConfig, simulate
 
@@ -40,6 +49,12 @@ def stream(tmp_path_factory):
     frames, rows = encode_realtime(table, max_cells_per_frame=40)  # 3 frames per row
     recv = table.column("receive_time").to_numpy().astype("datetime64[ms]").astype(np.int64)
     return table, frames, recv[rows] - 8 * 3600_000
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 def _ingestor(landing: Path, roll: int) -> Ingestor:
@@ -94,7 +109,8 @@ def test_reconsumption_replays_the_landed_cuts(stream, tmp_path):
         if off == 332:  # a quiet partition: cut by time (after a whole pack)
             first._flush(0, first.segments[0], "time")
     # crash: files up to some offset landed, maybe not all committed; a file half-written
-    (tmp_path / TMP_DIR / "part-rt-0-x.parquet.9.tmp").write_bytes(b"partial")
+    (tmp_path / TMP_DIR / f"part-rt-0-x.parquet.{_HOST}.{_dead_pid()}.tmp").write_bytes(b"partial")
+    (tmp_path / TMP_DIR / "part-rt-0-y.parquet.otherhost.1.tmp").write_bytes(b"another host's")
     before = {p.name: p.read_bytes() for p in tmp_path.rglob("part-*.parquet")}
     assert any(int(NAME.match(n)[2]) == 332 for n in before)
     # the restart re-reads from offset 0 (nothing committed) with another roll size
@@ -109,7 +125,8 @@ def test_reconsumption_replays_the_landed_cuts(stream, tmp_path):
     assert all(b + 1 == c for (_, b), (c, _) in itertools.pairwise(ranges))
     assert ranges[-1][1] == len(frames) - 1
     assert _sorted(_rows(tmp_path)).equals(_sorted(table))
-    assert not list((tmp_path / TMP_DIR).glob("*.tmp"))
+    assert [p.name for p in (tmp_path / TMP_DIR).glob("*.tmp")] == [
+        "part-rt-0-y.parquet.otherhost.1.tmp"]
 
 
 def test_write_durable_leaves_no_temporary(tmp_path):
