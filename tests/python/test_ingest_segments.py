@@ -150,3 +150,34 @@ def test_summary_counts_rejected_frames_per_reason(tmp_path):
     assert "frames rejected by the ingest job" in text and "truncated" in text
     # not a table the landing audit or ODS reads
     assert not audit_landing(tmp_path).table_name.eq(REJECTED_TABLE).any()
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["ingest", "--roll-messages", "0"], "--roll-messages"),
+    (["ingest", "--roll-mb", "x"], "--roll-mb"),
+    (["ingest", "--roll-seconds", "-1"], "--roll-seconds"),
+    (["ingest", "--idle-exit", "nan"], "--idle-exit"),
+    (["simulate", "--to-kafka", "--partitions", "0"], "--partitions"),
+])
+def test_a_malformed_ingest_flag_is_a_usage_error(args, flag, capsys):
+    from nev_battery import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(args)
+    assert e.value.code == 2 and f"argument {flag}:" in capsys.readouterr().err
+
+
+def test_ingest_flags_have_help_and_need_a_cluster(monkeypatch, tmp_path, capsys):
+    from nev_battery import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("ingest", "simulate"):
+        for action in sub.choices[name]._actions:
+            if action.dest in ("help",) or name == "simulate" and action.dest not in (
+                    "to_kafka", "kafka_bootstrap", "topic", "partitions", "max_cells_per_frame"):
+                continue
+            assert action.help, (name, action.dest)
+    monkeypatch.delenv("NEV_KAFKA_BOOTSTRAP", raising=False)
+    assert cli.main(["ingest", "--bootstrap", "", "--landing", str(tmp_path)]) == 2
+    assert "no Kafka cluster" in capsys.readouterr().err
