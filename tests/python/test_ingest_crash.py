@@ -51,18 +51,29 @@ def _bad_frames(good: bytes) -> list[bytes]:
 
 
 def _run_ingest(landing: Path, broker: str, topic: str, group: str, idle: str | None,
-                roll: int) -> subprocess.Popen:
+                roll: int, *more: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SRC), NEV_KAFKA_BOOTSTRAP=broker)
     cmd = [sys.executable, "-m", "nev_battery.cli", "ingest", "--topic", topic, "--group", group,
            "--landing", str(landing), "--roll-messages", str(roll),
            "--session-timeout-ms", "3000"]
     if idle:
         cmd += ["--idle-exit", idle]
+    cmd += list(more)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def _rows_landed(landing: Path) -> int:
+    n = 0
+    for f in (landing / "gbt32960_realtime").glob("dt=*/*.parquet"):
+        try:
+            n += pq.read_metadata(f).num_rows
+        except OSError:  # replaced meanwhile
+            pass
+    return n
+
+
 def test_kill_9_mid_way_loses_nothing_and_lands_nothing_twice(broker, direct, tmp_path):
-    """kill -9 of the ingest job after some files (twice), restart: the landed rows are the
+    """kill -9 of the ingest job after some files (twice), restart (stopped by SIGTERM): the landed rows are the
     produced frames exactly, compared column by column with the direct landing; packs split
     over 3 frames are joined; the bad frames are in gbt32960_rejected with their offsets."""
     topic = "crash"
@@ -90,9 +101,18 @@ def test_kill_9_mid_way_loses_nothing_and_lands_nothing_twice(broker, direct, tm
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    proc = _run_ingest(landing, broker, topic, "g-crash", "2", roll=40)
-    out, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 0, out.decode()
+    # the restart runs until every row is landed (the last file cut by time), then SIGTERM:
+    # a clean stop
+    proc = _run_ingest(landing, broker, topic, "g-crash", None, 40, "--roll-seconds", "0.5")
+    want = landed(direct).num_rows
+    deadline = time.monotonic() + 60
+    while _rows_landed(landing) < want:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.monotonic() < deadline, f"{_rows_landed(landing)} of {want} rows landed"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and b"ingested" in out, out.decode()
     assert not list((landing / TMP_DIR).glob("*.tmp"))
     same_rows(landed(landing), landed(direct))
     rej = pa.concat_tables([pq.read_table(f) for f in

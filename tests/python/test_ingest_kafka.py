@@ -48,6 +48,9 @@ def test_simulate_to_kafka_round_trip(broker, direct, tmp_path, monkeypatch):
     sessions = pa.concat_tables([pq.read_table(f) for f in
                                  (out / SESSION_TABLE).glob("dt=*/*.parquet")])
     assert sorted(sessions.column("event").to_pylist()) == ["login"] * 3 + ["logout"] * 3
+    for f in (out / "gbt32960_realtime").rglob("*.parquet"):  # dt = the collect date
+        days = pq.read_table(f, columns=["collect_time"]).column(0).to_numpy()
+        assert (days.astype("datetime64[D]").astype(str) == f.parent.name[3:]).all(), f
     names = [p.name for p in (out / "gbt32960_realtime").rglob("*.parquet")]
     assert all(n.startswith("part-rt-") for n in names)
 
