@@ -62,3 +62,47 @@ def test_simulate_to_kafka_round_trip(broker, direct, tmp_path, monkeypatch):
     assert st.messages > 0 and st.files == len([k for k in before if "vehicle_master" not in k])
     assert files_digest(out) == before
     same_rows(landed(out), landed(direct))
+
+
+def test_two_consumers_share_the_partitions(broker, direct, tmp_path):
+    """Two ingest jobs in one group (4 partitions; the second joins while the first runs: a
+    rebalance), stopped by SIGTERM once every row is landed: the direct landing, exactly."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from nev_battery.ingest import ensure_topic, produce, realtime_frames
+
+    frames, keys, ts = realtime_frames(direct)
+    ensure_topic(broker, "shared", 4)
+    half = len(frames) // 3
+    produce(broker, "shared", frames[:half], keys[:half], ts[:half])
+    out = tmp_path / "landing"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    cmd = [sys.executable, "-m", "nev_battery.cli", "ingest", "--bootstrap", broker, "--topic",
+           "shared", "--group", "g-shared", "--landing", str(out), "--roll-messages", "50",
+           "--roll-seconds", "0.5", "--session-timeout-ms", "3000"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
+    time.sleep(1.0)
+    procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT))
+    time.sleep(5.0)  # the second has joined: the rest is shared between them
+    produce(broker, "shared", frames[half:], keys[half:], ts[half:])
+    want = landed(direct).num_rows
+    deadline = time.monotonic() + 60
+    try:
+        while sum(pq.read_metadata(f).num_rows
+                  for f in out.glob("gbt32960_realtime/dt=*/*.parquet")) < want:
+            assert all(p.poll() is None for p in procs)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=30)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    got = [int(re.search(r"ingested ([\d,]+) messages", o)[1].replace(",", "")) for o in outs]
+    assert min(got) > 0 and sum(got) >= len(frames), outs
+    same_rows(landed(out), landed(direct))
