@@ -122,6 +122,13 @@ def positive_float(text: str) -> float:
     return x
 
 
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
 def _skip(args: argparse.Namespace) -> list[str]:
     return ["--exclude-resource-type", "test"] if args.skip_tests else []
 
@@ -178,7 +185,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     cfg = IngestConfig(bootstrap=args.bootstrap, landing=Path(args.landing), topic=args.topic,
                        group=args.group, roll_messages=args.roll_messages,
                        roll_bytes=args.roll_mb << 20, roll_seconds=args.roll_seconds,
-                       idle_exit=args.idle_exit, session_timeout_ms=args.session_timeout_ms)
+                       idle_exit=args.idle_exit, session_timeout_ms=args.session_timeout_ms,
+                       extra=dict(args.kafka_config or []))
     t0 = time.perf_counter()
     st = ingest(cfg)
     rej = ", ".join(f"{k} {v}" for k, v in sorted(st.rejected.items())) or "none"
@@ -416,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "SIGTERM/SIGINT; both land what is open, commit and leave the group)")
     s.add_argument("--session-timeout-ms", type=positive_int, default=45_000,
                    help="consumer-group session timeout (default 45000)")
+    s.add_argument("--kafka-config", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a librdkafka consumer setting (repeatable), e.g. "
+                        "security.protocol=SASL_SSL")
     s.set_defaults(func=_cmd_ingest)
 
     for name, fn, hlp in (("build", _cmd_build, "dbt build (all days, or --dates)"),

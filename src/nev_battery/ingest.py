@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,10 +316,13 @@ class Ingestor:
             while not self.stop:
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.2)
                 for m in msgs:
-                    if m.error():
-                        if m.error().code() == -191:  # _PARTITION_EOF
-                            continue
-                        raise RuntimeError(f"Kafka error: {m.error()}")
+                    err = m.error()
+                    if err:
+                        if err.fatal():
+                            raise RuntimeError(f"Kafka error: {err}")
+                        # transient (a broker away, end of partition): the client retries
+                        print(f"nev-battery ingest: {err}", file=sys.stderr)
+                        continue
                     ts_type, ts = m.timestamp()
                     if ts_type == 0 or ts is None or ts < 0:  # no timestamp: now
                         ts = int(time.time() * 1000)

@@ -158,6 +158,7 @@ def test_summary_counts_rejected_frames_per_reason(tmp_path):
     (["ingest", "--roll-seconds", "-1"], "--roll-seconds"),
     (["ingest", "--idle-exit", "nan"], "--idle-exit"),
     (["simulate", "--to-kafka", "--partitions", "0"], "--partitions"),
+    (["ingest", "--kafka-config", "security.protocol"], "--kafka-config"),
 ])
 def test_a_malformed_ingest_flag_is_a_usage_error(args, flag, capsys):
     from nev_battery import cli
