@@ -465,3 +465,28 @@ def rejected_counts(landing: Path) -> list[tuple[str, int]]:
         for item in vc.to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def online_sessions(landing: Path) -> pa.Table:
+    """The vehicles' online sessions from the landed login/logout frames: one row per login,
+    ended by the vehicle's next logout (null while online, or when a new login came first).
+    Columns: vin, serial_no, login_time, logout_time (frame times, Beijing)."""
+    import duckdb
+
+    files = sorted((Path(landing) / SESSION_TABLE).glob("dt=*/*.parquet"))
+    if not files:
+        return pa.table({"vin": pa.array([], pa.string()), "serial_no": pa.array([], pa.int32()),
+                         "login_time": pa.array([], pa.timestamp("ms")),
+                         "logout_time": pa.array([], pa.timestamp("ms"))})
+    with duckdb.connect() as con:
+        return con.sql("""
+            with ev as (
+                select distinct vin, event, event_time, serial_no from read_parquet(?)
+            ), nxt as (
+                select *, lead(event) over w as next_event, lead(event_time) over w as next_time
+                from ev window w as (partition by vin order by event_time, event)
+            )
+            select vin, serial_no, event_time as login_time,
+                   case when next_event = 'logout' then next_time end as logout_time
+            from nxt where event = 'login' order by vin, login_time
+        """, params=[[str(f) for f in files]]).to_arrow_table()

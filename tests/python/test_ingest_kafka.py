@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kafka_fixture import direct_landing, files_digest, landed, same_rows, start_broker
 
 from nev_battery import cli
-from nev_battery.ingest import SESSION_TABLE, IngestConfig, ingest
+from nev_battery.ingest import SESSION_TABLE, IngestConfig, ingest, online_sessions
 from nev_battery.landing import audit_landing
 
 
@@ -48,6 +48,8 @@ def test_simulate_to_kafka_round_trip(broker, direct, tmp_path, monkeypatch):
     sessions = pa.concat_tables([pq.read_table(f) for f in
                                  (out / SESSION_TABLE).glob("dt=*/*.parquet")])
     assert sorted(sessions.column("event").to_pylist()) == ["login"] * 3 + ["logout"] * 3
+    online = online_sessions(out).to_pylist()
+    assert len(online) == 3 and all(r["login_time"] < r["logout_time"] for r in online)
     for f in (out / "gbt32960_realtime").rglob("*.parquet"):  # dt = the collect date
         days = pq.read_table(f, columns=["collect_time"]).column(0).to_numpy()
         assert (days.astype("datetime64[D]").astype(str) == f.parent.name[3:]).all(), f

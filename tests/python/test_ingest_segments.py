@@ -182,3 +182,23 @@ def test_ingest_flags_have_help_and_need_a_cluster(monkeypatch, tmp_path, capsys
     monkeypatch.delenv("NEV_KAFKA_BOOTSTRAP", raising=False)
     assert cli.main(["ingest", "--bootstrap", "", "--landing", str(tmp_path)]) == 2
     assert "no Kafka cluster" in capsys.readouterr().err
+
+
+def test_online_sessions_pair_login_and_logout(tmp_path):
+    import datetime as dt
+
+    from nev_battery.gbt32960 import decode_batch, encode_login, encode_logout
+    from nev_battery.ingest import SESSION_TABLE, online_sessions
+
+    t = dt.datetime(2026, 3, 1, 8)
+    h = dt.timedelta(hours=1)
+    a, b = "LTEST000000000001", "LTEST000000000002"
+    frames = [encode_login(a, t, 1), encode_logout(a, t + h, 1), encode_login(a, t + 2 * h, 2),
+              encode_login(b, t, 5), encode_login(b, t + h, 6), encode_logout(b, t + 3 * h, 6)]
+    d = decode_batch(frames)
+    write_durable(d.sessions, tmp_path / SESSION_TABLE / "dt=2026-03-01" / "part-x-0-0-5.parquet",
+                  tmp_path / TMP_DIR)
+    got = [(r["vin"], r["serial_no"], r["login_time"], r["logout_time"])
+           for r in online_sessions(tmp_path).to_pylist()]
+    assert got == [(a, 1, t, t + h), (a, 2, t + 2 * h, None),  # still online
+                   (b, 5, t, None), (b, 6, t + h, t + 3 * h)]  # a login without its logout
