@@ -251,17 +251,24 @@ def _list(a: np.ndarray, sr: np.ndarray, so: np.ndarray, sc: np.ndarray, nrows: 
     offsets = np.zeros(nrows + 1, np.int32)
     np.cumsum(lens, out=offsets[1:])
     tot = int(offsets[-1])
-    if len(sr) == nrows:  # one segment per row (the common case): no per-segment repeat
-        pos = np.arange(tot, dtype=np.int64) * width + np.repeat(so - offsets[:-1] * width, sc)
+    ends = so + width * sc
+    if len(so) and (so[1:] >= ends[:-1]).all():
+        # segments in buffer order, disjoint (every row from one frame, the common case): a
+        # mask over the buffer picks their bytes in one pass, read as big-endian words
+        runs = np.empty(2 * len(so) + 1, np.int64)  # gap, segment, gap, ..., segment, rest
+        runs[0], runs[-1] = so[0], len(a) - ends[-1]
+        runs[1::2] = ends - so
+        runs[2:-1:2] = so[1:] - ends[:-1]
+        pick = np.zeros(len(runs), bool)
+        pick[1::2] = True
+        raw = a[np.repeat(pick, runs)]
+        vals = (raw.astype(np.int32) if width == 1 else raw.view(">u2").astype(np.int32)
+                if width == 2 else raw.view(">u4").astype(np.int64))
     else:
         within = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(sc) - sc, sc)
         pos = np.repeat(so, sc) + within * width
-    if width == 1:
-        vals = a[pos].astype(np.int32)
-    elif width == 2:
-        vals = _u16(a, pos)
-    else:
-        vals = _u32(a, pos)
+        vals = (a[pos].astype(np.int32) if width == 1 else _u16(a, pos) if width == 2
+                else _u32(a, pos))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(vals, typ.value_type),
                                     mask=pa.array(~present))
 
@@ -270,37 +277,44 @@ REASONS = list(REJECT_REASONS)
 _R = {r: i + 1 for i, r in enumerate(REASONS)}  # reason code: 0 = not rejected
 
 
-def _walk_fast(a: np.ndarray, frames_idx: np.ndarray, pos: np.ndarray, end: np.ndarray):
-    """Walk the units of many 2016 frames at once, one unit per step. The frames this cannot do
-    (a split pack, several subsystems, an unknown unit, any overrun) are flagged for the
-    per-frame walk, which decodes them or finds the exact reason."""
-    m = len(frames_idx)
+def _walk_fast(a: np.ndarray, pos: np.ndarray, end: np.ndarray, v25: bool):
+    """Walk the units of many frames of one revision at once, one unit per step. The frames
+    this cannot do (a split pack, several subsystems, a unit of unknown length, any overrun)
+    are flagged for the per-frame walk, which decodes them or finds the exact reason."""
+    m = len(pos)
     veh, ext, alm, fco, fcn, pro, prn, cel, ceN = (np.full(m, -1, np.int64) for _ in range(9))
     slow = np.zeros(m, bool)
     pos = pos.copy()
     last = len(a) - 1
-    for _ in range(32):
+    if v25:
+        u_alm, u_cel, u_tmp, fixed = 6, 7, 8, ((1, 18, veh), (4, 2, None), (5, 10, None))
+        n_mot = 10
+    else:
+        u_alm, u_cel, u_tmp, fixed = 7, 8, 9, ((1, 20, veh), (6, 14, ext), (4, 5, None),
+                                               (5, 9, None))
+        n_mot = 12
+    for _ in range(64):
         act = np.flatnonzero((pos < end) & ~slow)
         if act.size == 0:
             break
         p0 = pos[act]
         t = a[p0]
         p1 = p0 + 1
-        q = np.minimum(p1, last)
+        q = np.minimum(p1, last - 8)
         ln = np.full(act.size, -1, np.int64)  # body length; -1: the slow walk
-        for code, size, arr in ((1, 20, veh), (6, 14, ext)):
+        for code, size, arr in fixed:
             k = t == code
             ln[k] = size
-            arr[act[k]] = p1[k]
-        ln[t == 4] = 5
-        ln[t == 5] = 9
+            if arr is not None:
+                arr[act[k]] = p1[k]
         k = t == 2
-        ln[k] = 1 + 12 * a[q[k]].astype(np.int64)
-        k = t == 3
-        ln[k] = 18 + _u16(a, np.minimum(p1[k] + 6, last - 1))
-        k = (t >= 0x80) & (t <= 0xFE)
-        ln[k] = 2 + _u16(a, np.minimum(p1[k], last - 1))
-        k = np.flatnonzero(t == 7)
+        ln[k] = 1 + n_mot * a[q[k]].astype(np.int64)
+        if not v25:  # fuel cell: 8 bytes, probes (WORD), probes, 10 bytes
+            k = t == 3
+            ln[k] = 18 + _u16(a, q[k] + 6)
+        k = (t >= 0x80) & (t <= 0xFE)  # custom: length (WORD) + data
+        ln[k] = 2 + _u16(a, q[k])
+        k = np.flatnonzero(t == u_alm)
         if k.size:
             p = p1[k] + 5
             n1 = a[np.minimum(p, last)].astype(np.int64)
@@ -308,22 +322,36 @@ def _walk_fast(a: np.ndarray, frames_idx: np.ndarray, pos: np.ndarray, end: np.n
             p = p + 1 + 4 * n1
             for _ in range(3):
                 p = p + 1 + 4 * a[np.minimum(p, last)].astype(np.int64)
+            if v25:  # (alarm, level) pairs
+                p = p + 1 + 2 * a[np.minimum(p, last)].astype(np.int64)
             ln[k] = p - p1[k]
-        k = np.flatnonzero(t == 8)
+        k = np.flatnonzero(t == u_cel)
         if k.size:  # one subsystem, number 1, the whole pack in this frame
             b = np.minimum(p1[k], last - 11)
-            m_ = a[b + 10].astype(np.int64)
-            ok = ((a[b] == 1) & (a[b + 1] == 1) & (_u16(a, b + 8) == 1)
-                  & (_u16(a, b + 6) == m_))
-            ln[k] = np.where(ok, 11 + 2 * m_, -1)
-            cel[act[k]], ceN[act[k]] = b + 11, m_
-        k = np.flatnonzero(t == 9)
+            if v25:  # k, no, V, A, cells (WORD), cells
+                m_ = _u16(a, b + 6).astype(np.int64)
+                ok = (a[b] == 1) & (a[b + 1] == 1)
+                ln[k] = np.where(ok, 8 + 2 * m_, -1)
+                cel[act[k]], ceN[act[k]] = b + 8, m_
+            else:  # k, no, V, A, cells in pack, start index, cells here, cells
+                m_ = a[b + 10].astype(np.int64)
+                ok = ((a[b] == 1) & (a[b + 1] == 1) & (_u16(a, b + 8) == 1)
+                      & (_u16(a, b + 6) == m_))
+                ln[k] = np.where(ok, 11 + 2 * m_, -1)
+                cel[act[k]], ceN[act[k]] = b + 11, m_
+        k = np.flatnonzero(t == u_tmp)
         if k.size:
             b = np.minimum(p1[k], last - 4)
             n_ = _u16(a, b + 2).astype(np.int64)
             ok = (a[b] == 1) & (a[b + 1] == 1)
             ln[k] = np.where(ok, 4 + n_, -1)
             pro[act[k]], prn[act[k]] = b + 4, n_
+        if v25:  # signature: algorithm, r (WORD length), s (WORD length); ends the data
+            k = np.flatnonzero(t == 0xFF)
+            if k.size:
+                r = _u16(a, np.minimum(p1[k] + 1, last - 1)).astype(np.int64)
+                sl = _u16(a, np.minimum(p1[k] + 3 + r, last - 1)).astype(np.int64)
+                ln[k] = 5 + r + sl
         nxt = p1 + ln
         bad = (ln < 0) | (nxt > end[act])
         slow[act[bad]] = True
@@ -403,14 +431,19 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     # walk the units of every real-time frame still standing: all at once, then one by one
     # the frames the vectorized walk leaves (2025 frames, split packs, odd or bad units)
     rt = np.flatnonzero((code == 0) & ((cmd == CMD_REALTIME) | (cmd == CMD_RESEND)))
-    fast = rt[~v25[rt]]
-    slow, *units = _walk_fast(a, fast, starts[fast] + 30, starts[fast] + HEADER_LEN + dlen[fast])
-    ok = ~slow
-    fidx = fast[ok]
-    f_units = [u[ok] for u in units]  # veh ext alm fco fcn pro prn cel ceN
+    fast_parts, slow_parts, unit_parts = [], [], []
+    for rev in (False, True):
+        fr = rt[v25[rt] == rev]
+        slow, *units = _walk_fast(a, starts[fr] + 30, starts[fr] + HEADER_LEN + dlen[fr], rev)
+        fast_parts.append(fr[~slow])
+        slow_parts.append(fr[slow])
+        unit_parts.append([u[~slow] for u in units])
+    fidx = np.concatenate(fast_parts)
+    f_units = [np.concatenate([p[k] for p in unit_parts]) for k in range(9)]
+    # veh ext alm fco fcn pro prn cel ceN, fidx: the fast frames (2016 first, then 2025)
     rows = []  # (first frame, completing frame, veh, ext, alm, fco, fcn, pro, prn, pieces)
     groups: dict = {}
-    todo = np.sort(np.concatenate([fast[slow], rt[v25[rt]]]))
+    todo = np.sort(np.concatenate(slow_parts))
     for i, s, end, is25 in zip(todo.tolist(), starts[todo].tolist(),
                                (starts[todo] + HEADER_LEN + dlen[todo]).tolist(),
                                v25[todo].tolist()):
