@@ -37,6 +37,7 @@ RESPONSE_COMMAND = 0xFE  # response flag of a command (an uplink frame from the 
 ENC_NONE = 0x01
 ENC_ALGORITHMS = (0x02, 0x03, 0x04, 0x05)  # RSA, AES (2016), SM2, SM4 (2025)
 BEIJING_OFFSET_MS = 8 * 3600 * 1000  # GB/T 32960 times are Beijing time (UTC+8)
+FAST_WALK = True  # walk the units of a batch at once (False: frame by frame, for tests)
 MAX_CELLS_PER_FRAME = 200  # 2016: "cells in this frame" <= 200; larger packs are split
 
 #: why a frame is rejected (column ``reason`` of the rejected-frames table)
@@ -220,6 +221,7 @@ class Decoded:
     pending: list[int] = field(default_factory=list)  # frames of incomplete split packs
     pending_groups: list[list[int]] = field(default_factory=list)  # the same, per pack
     counts: dict = field(default_factory=dict)  # frames per command, rejected per reason
+    joined: list[int] = field(default_factory=list)  # pieces landed in a later frame's row
 
 
 def _u16(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -435,6 +437,8 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     for rev in (False, True):
         fr = rt[v25[rt] == rev]
         slow, *units = _walk_fast(a, starts[fr] + 30, starts[fr] + HEADER_LEN + dlen[fr], rev)
+        if not FAST_WALK:  # (tests: every frame through the per-frame walk)
+            slow[:] = True
         fast_parts.append(fr[~slow])
         slow_parts.append(fr[slow])
         unit_parts.append([u[~slow] for u in units])
@@ -443,6 +447,7 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
     # veh ext alm fco fcn pro prn cel ceN, fidx: the fast frames (2016 first, then 2025)
     rows = []  # (first frame, completing frame, veh, ext, alm, fco, fcn, pro, prn, pieces)
     groups: dict = {}
+    joined: list[int] = []  # frames whose pieces went into a later frame's row
     todo = np.sort(np.concatenate(slow_parts))
     for i, s, end, is25 in zip(todo.tolist(), starts[todo].tolist(),
                                (starts[todo] + HEADER_LEN + dlen[todo]).tolist(),
@@ -484,6 +489,7 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         whole = _whole(g["pieces"], g["total"])
         if whole is not None:
             rows.append((g["frames"][0], i, *g["units"], whole))
+            joined.extend(g["frames"][:-1])
             insts.remove(g)
     pending_groups = sorted(g["frames"] for insts in groups.values() for g in insts)
     pending = sorted(i for g in pending_groups for i in g)
@@ -612,7 +618,8 @@ def decode_batch(frames: list[bytes], receive_ms: np.ndarray | None = None,
         counts[f"cmd_{int(c):#04x}"] = int(k)
     for r_ in reasons:
         counts[f"rejected_{r_}"] = counts.get(f"rejected_{r_}", 0) + 1
-    return Decoded(realtime, done, rejected, sessions, pending, pending_groups, counts)
+    return Decoded(realtime, done, rejected, sessions, pending, pending_groups, counts,
+                   sorted(joined))
 
 
 def reject_frames(frames: list[bytes], why: str, receive_ms, topic: str, partition: int,
