@@ -224,7 +224,9 @@ class Ingestor:
         back to their first frame, and those frames stay in the (next) open segment; a pack
         incomplete from the segment's first frame on is rejected as ``pack_incomplete`` (on a
         size cut: a whole segment went by without its rest). The cut is a function of the
-        segment's messages, so a re-consumed segment is cut at the same offset."""
+        segment's messages, so a re-consumed segment is cut at the same offset. A replayed
+        range (``forced``) keeps the landed file's cut whatever its packs (after an upgrade of
+        the decoder, say): the file is rewritten under its name, never landed twice."""
         cfg = self.cfg
         frames, offs, ts = seg.frames, np.array(seg.offsets, np.int64), np.array(seg.ts, np.int64)
         cut, dropped = len(frames), set()
@@ -237,9 +239,11 @@ class Ingestor:
                 break
             groups = [[keep[i] for i in g] for g in d.pending_groups]
             head = min(groups, key=lambda g: g[0])
-            if head[0] != keep[0]:
+            if why == "forced":  # the landed file's range, whatever: never a second name
+                dropped.update(i for g in groups for i in g)
+            elif head[0] != keep[0]:
                 cut = head[0]
-            elif why in ("size", "forced") or (why == "time" and seg.postponed):
+            elif why == "size" or (why == "time" and seg.postponed):
                 dropped.update(head)
             elif why == "time":
                 seg.postponed = True  # wait once more for the rest of the pack
