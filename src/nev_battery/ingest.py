@@ -414,9 +414,13 @@ def realtime_frames(landing: Path, max_cells_per_frame: int = 200
     vins = np.array(table.column("vin").to_pylist(), object)
     keys = vins[rows].tolist()
     extra_f, extra_k, extra_t = [], [], []
-    for vin in sorted(set(keys)):
-        sel = recv[vins == vin]
-        t_in, t_out = int(sel.min()) - 1000, int(sel.max()) + 1000
+    uv, inv = np.unique(vins.astype(str), return_inverse=True)
+    first = np.full(len(uv), np.iinfo(np.int64).max)
+    last = np.full(len(uv), np.iinfo(np.int64).min)
+    np.minimum.at(first, inv, recv)
+    np.maximum.at(last, inv, recv)
+    for vin, lo, hi in zip(uv.tolist(), first.tolist(), last.tolist()):
+        t_in, t_out = lo - 1000, hi + 1000
         for t_ms, make in ((t_in, encode_login), (t_out, encode_logout)):
             t = np.datetime64(t_ms, "ms").astype("datetime64[s]").item()
             extra_f.append(make(vin, t, 1))
