@@ -127,6 +127,28 @@
     {{ date_column }} + toIntervalMonth({{ serving_ttl_months() }})
 {%- endmacro %}
 
+{#- Pre-hook of the serving models: a served table that exists already gets the model's TTL
+    (config ttl, that is serving_ttl_months) when its own differs. dbt-clickhouse writes the TTL
+    into CREATE TABLE only, so an incremental publish with another serving_ttl_months would keep
+    the table's first TTL (and a later MATERIALIZE TTL or merge would drop the rows the new one
+    keeps). ALTER ... MODIFY TTL before the load: the months loaded are then kept by the new rule
+    (and rows of the old months the new TTL no longer keeps leave in merges). -#}
+{% macro serving_apply_ttl() -%}
+    {%- set ttl = config.get('ttl') -%}
+    {%- if not execute or not ttl -%}{{ return('') }}{%- endif -%}
+    {%- set res = run_query("select engine_full from system.tables where database = '" ~ this.schema
+        ~ "' and name = '" ~ this.identifier ~ "'") -%}
+    {%- if res.rows | length == 0 -%}{{ return('') }}{%- endif -%}
+    {#- the TTL as ClickHouse formats it (`TTL <expr> SETTINGS ...`): compared without spaces -#}
+    {%- set current = modules.re.search('\\bTTL (.*?)(?: SETTINGS |$)', res.rows[0][0]) -%}
+    {%- set have = (current.group(1) if current else '') | replace(' ', '') -%}
+    {%- if have != (ttl | string) | replace(' ', '') -%}
+        {%- do log("serving_apply_ttl: " ~ this ~ " TTL " ~ (have or 'none') ~ " -> " ~ ttl, info=False) -%}
+        {%- do run_query('alter table ' ~ this ~ ' modify ttl ' ~ ttl) -%}
+    {%- endif -%}
+    {{- return('') -}}
+{%- endmacro %}
+
 {#- True for rows the TTL keeps: the same rule as serving_ttl, evaluated now. -#}
 {% macro serving_alive(date_expr) -%}
     {{ date_expr }} + toIntervalMonth({{ serving_ttl_months() }}) > now()

@@ -204,6 +204,12 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# the demo fleet (make run): long enough for monthly SOH percentiles and the 30-day fade of the
+# watch list, with faults and fast-ageing packs so that every ADS table has rows
+DEMO_DAYS = 45
+DEMO_FAULT_SHARE = 0.12
+DEMO_FAST_AGEING = 3
+
 # what each evaluation's targets are, as printed after its report
 EVALUATION_TARGETS = {
     "charges": "found >= 99 %, spurious <= 1 %, SOC exact, Ah",
@@ -253,14 +259,32 @@ def _cmd_spark(args: argparse.Namespace) -> int:
     return 0
 
 
+def yesterday() -> date:
+    from datetime import timedelta
+
+    return date.today() - timedelta(days=1)
+
+
+def demo_start(end: date, days: int) -> date:
+    """First simulated day of a demo whose last day is `end`: the served tables keep
+    serving_ttl_months (6) by date, so a demo ending yesterday is served whole."""
+    from datetime import timedelta
+
+    return end - timedelta(days=days - 1)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_charges, evaluate_cleaning
     from .simulate import main_simulate
     from .warehouse import build, connect, format_summary, summary
 
     t0 = time.perf_counter()
-    sim = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth)
-    print(f"simulated {sim.vehicles} vehicles x {args.days} days: {sim.frames:,} frames "
+    start = demo_start(args.end_date, args.days)
+    sim = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth,
+                        start_date=str(start), fault_share=args.fault_share,
+                        fast_ageing=args.fast_ageing)
+    print(f"simulated {sim.vehicles} vehicles x {args.days} days ({start} to {args.end_date}, "
+          f"{sim.faults} with a fault, {args.fast_ageing} fast-ageing): {sim.frames:,} frames "
           f"({sim.seconds:.1f} s, {sim.frames_per_s:,.0f} frames/s)")
     # the build reads the landing zone just written
     os.environ["NEV_LANDING_ROOT"] = str(Path(args.out).resolve())
@@ -494,12 +518,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--var", action="append", metavar="KEY=VALUE", help="a dbt var (repeatable)")
     s.set_defaults(func=_cmd_publish, retrain_soh=False)
 
-    s = sub.add_parser("demo", help="simulate the demo fleet, build it, print the summary")
-    s.add_argument("--vehicles", type=int, default=50)
-    s.add_argument("--days", type=int, default=14)
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--out", default="data/landing")
-    s.add_argument("--truth", default="data/truth")
+    s = sub.add_parser("demo", help="simulate the demo fleet up to yesterday, build it, print "
+                                    "the summary (make run)")
+    s.add_argument("--vehicles", type=positive_int, default=50,
+                   help="vehicles in the demo fleet (default 50)")
+    s.add_argument("--days", type=positive_int, default=DEMO_DAYS,
+                   help=f"days simulated, ending on --end-date (default {DEMO_DAYS})")
+    s.add_argument("--end-date", type=iso_date, default=yesterday(),
+                   help="last simulated day, YYYY-MM-DD (default yesterday: the demo is recent, "
+                        "so a publish on the default six-month TTL serves all of it)")
+    s.add_argument("--seed", type=int, default=7, help="random seed of the fleet (default 7)")
+    s.add_argument("--fault-share", type=float, default=DEMO_FAULT_SHARE,
+                   help=f"share of vehicles with a battery fault (default {DEMO_FAULT_SHARE}: "
+                        "the warning dashboards have something to show)")
+    s.add_argument("--fast-ageing", type=non_negative_int, default=DEMO_FAST_AGEING,
+                   help=f"vehicles whose pack aged several times faster than the fleet's "
+                        f"(default {DEMO_FAST_AGEING}: the SOH watch list has entries)")
+    s.add_argument("--out", default="data/landing",
+                   help="landing zone written (default data/landing)")
+    s.add_argument("--truth", default="data/truth",
+                   help="simulator ground truth written (default data/truth)")
     s.set_defaults(func=_cmd_demo)
     return p
 

@@ -117,6 +117,10 @@ class SimConfig:
     dirty_scale: float = 1.0
     max_frames_per_chunk: int = 1_000_000
     scenario: str = "baseline"  # scenarios.SCENARIOS: how the BMS and the pack behave
+    # vehicles whose history aged their pack several times faster than the fleet's (a hot
+    # region, heavy fast charging): the demo's below-warranty and at-risk cases. Drawn from an
+    # RNG stream of their own, so the rest of a seed's fleet is unchanged.
+    fast_ageing: int = 0
 
 
 @dataclass
@@ -219,6 +223,17 @@ def cycle_weight(chem: np.ndarray, temp_c: np.ndarray, c_rate: np.ndarray) -> np
     return arr * cold * (1.0 + 0.5 * np.clip(np.asarray(c_rate, float) - 0.5, 0, None))
 
 
+def fast_ageing_wear(cfg: SimConfig, n: int) -> np.ndarray:
+    """Per-vehicle multiplier on the stress of the history before the simulated window: 1, and
+    6-12 for cfg.fast_ageing vehicles (their own RNG stream: the fleet's draws are unchanged)."""
+    wear = np.ones(n)
+    k = min(max(cfg.fast_ageing, 0), n)
+    if k:
+        rng = np.random.default_rng([cfg.seed, 16])
+        wear[rng.choice(n, size=k, replace=False)] = rng.uniform(6.0, 12.0, k)
+    return wear
+
+
 def fade_fraction(chem: np.ndarray, tau_days: np.ndarray, efc: np.ndarray) -> np.ndarray:
     q = np.zeros_like(np.asarray(tau_days, float))
     for c, f in FADE.items():
@@ -296,6 +311,8 @@ def plan_activities(fl: pd.DataFrame, faults: pd.DataFrame, cfg: SimConfig,
     tau_cal = age * calendar_weight(chem, t_hist, np.full(n, 60.0))
     ah_eff = age * daily_km_med * kwh_km * 1000.0 / vnom * 2.0 * cycle_weight(
         chem, t_hist, np.full(n, 0.3))
+    wear = fast_ageing_wear(cfg, n)
+    tau_cal, ah_eff = tau_cal * wear, ah_eff * wear
     odo = age * daily_km_med * rng.uniform(0.8, 1.2, n) + rng.uniform(0, 50, n)
 
     bol = fl.bol_factor.to_numpy()
@@ -1486,9 +1503,11 @@ def summarize_sessions(truth: Path | str) -> dict:
 
 def main_simulate(vehicles: int, days: int, seed: int, out: str, truth: str,
                   start_date: str | None = None, fault_share: float = 0.03,
-                  dirty_scale: float = 1.0, scenario: str = "baseline") -> SimResult:
+                  dirty_scale: float = 1.0, scenario: str = "baseline",
+                  fast_ageing: int = 0) -> SimResult:
     cfg = SimConfig(vehicles=vehicles, days=days, seed=seed, fault_share=fault_share,
-                    dirty_scale=dirty_scale, scenario=get_scenario(scenario).name)
+                    dirty_scale=dirty_scale, scenario=get_scenario(scenario).name,
+                    fast_ageing=fast_ageing)
     if start_date:
         cfg.start_date = datetime.strptime(start_date, "%Y-%m-%d").date()
     return simulate(cfg, out, truth)

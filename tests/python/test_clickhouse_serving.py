@@ -300,7 +300,7 @@ def test_lake_check_compares_names_and_types_not_nullability(tmp_path):
         check_lake(tmp_path, ["2026-09", "2026-10", "2026-11"])
 
 
-def test_ttl_drops_a_month_older_than_six_months(served):
+def test_ttl_drops_a_month_older_than_six_months_and_follows_the_var(served):
     root, env = served
     lake = root / "lake" / "ads"
     # an old month in the lake: month M1 of every partitioned table, a year earlier
@@ -333,18 +333,25 @@ def test_ttl_drops_a_month_older_than_six_months(served):
         # published when already past the six months: not kept
         run_cli(["publish", "--target", "clickhouse_local", "--months", OLD, "--skip-export"], env)
         assert by_month() == recent
-        # a month that aged past the six months after it was published: a publish with a
-        # 24-month TTL builds its staging table with that TTL, which keeps the rows, and REPLACE
-        # PARTITION moves the month into the served tables, whose own TTL is six months
+        # a publish with a 24-month TTL keeps the month, and the served tables take that TTL
+        # (pre-hook serving_apply_ttl: dbt-clickhouse writes a TTL at CREATE TABLE only): a
+        # merge or MATERIALIZE TTL then keeps the month too (it used to drop it, the tables
+        # keeping their first six months)
         run_cli(["publish", "--target", "clickhouse_local", "--months", OLD, "--skip-export",
                  "--var", "serving_ttl_months=24"], env)
+        for srv in dated:
+            ch(root, f"alter table bi.{srv} materialize ttl settings mutations_sync = 2")
         aged = by_month()
         assert dict(aged["vehicle_daily_metrics"])[old_id] == n_old
         assert all(dict(aged[srv]).get(old_id, 0) > 0 for srv in
                    ("vehicle_risk_daily", "vehicle_soh", "fleet_daily_kpi"))
-        # the served tables' six months drop it: the moved parts carry the TTL times of the
-        # staging table's expression, and MATERIALIZE TTL recomputes them with the served
-        # table's, as they would be for a part inserted under it, then applies them
+        for srv, col in dated.items():
+            ddl = ch(root, f"select engine_full from system.tables where database = 'bi' "
+                           f"and name = '{srv}'")[0][0]
+            assert "+ toIntervalMonth(24)" in ddl.partition(" TTL ")[2], ddl
+        # published again on the default TTL: six months again, and the old month leaves
+        run_cli(["publish", "--target", "clickhouse_local", "--months", M2, "--skip-export"],
+                env)
         for srv in dated:
             ch(root, f"alter table bi.{srv} materialize ttl settings mutations_sync = 2")
         # the old month gone, the recent months as they were
