@@ -9,24 +9,37 @@ ADAPTER_CHDB := adapters/dbt-nev-chdb
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock $$(find $(ADAPTER) $(ADAPTER_CHDB) -type f -not -path '*/__pycache__/*' -not -path '*.egg-info*' -not -path '*/build/*' | sort) | cksum | cut -d' ' -f1)
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test bench lint clean
+# the BI virtualenv (Apache Superset, its drivers, Playwright): a virtualenv of its own, so that
+# the main one stays lean; created by `nev-battery bi venv` (or on the first `bi up`)
+BI_VENV := .venv-bi
+BI_STAMP := $(BI_VENV)/.installed-$(shell sha256sum requirements-bi.lock | cut -c1-16)
+
+.PHONY: run test bench lint clean bi-venv
 
 $(STAMP): pyproject.toml requirements.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@echo "installing the pinned dependencies into $(VENV) (once per change of the lock; about 2 minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	# pinned: every package at the version in requirements.lock; the dbt adapter plugins of the
 	# spark and clickhouse_local targets are packages of their own (regular installs: they add
 	# to dbt's namespace)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-# simulate the demo fleet, build the warehouse on DuckDB, print a summary
+$(BI_STAMP): requirements-bi.lock | $(STAMP)
+	@$(BIN)/nev-battery bi venv
+
+bi-venv: $(BI_STAMP)
+
+# simulate the demo fleet (the 45 days up to yesterday), build the warehouse on DuckDB, print a
+# summary and the next steps
 run: $(STAMP)
-	rm -rf data/landing data/truth warehouse/nev_battery.duckdb
-	$(BIN)/nev-battery demo --vehicles 50 --days 14 --seed 7
+	@rm -rf data/landing data/truth warehouse/nev_battery.duckdb
+	@$(BIN)/nev-battery demo --vehicles 50 --seed 7
 
-# the whole test suite (what CI runs)
-test: $(STAMP)
+# the whole test suite (what CI runs), the BI tests included: they need the BI virtualenv
+# (created here on a fresh clone, about 3 minutes) and Debian's chromium (apt-get install chromium)
+test: $(STAMP) $(BI_STAMP)
 	$(BIN)/ruff check src tests python_models adapters
 	$(BIN)/pytest
 

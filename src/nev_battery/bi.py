@@ -179,7 +179,8 @@ def chart_params(name: str, c: dict, dataset_id: str | int) -> dict:
             "adhoc_filters": [_adhoc_filter(f) for f in c.get("filters", [])],
             "row_limit": ROW_LIMIT, "extra_form_data": {}, "dashboards": []}
     if c["viz"] == "table":
-        return {**base, "query_mode": "raw", "all_columns": c["raw"],
+        fmt = {col: {"d3NumberFormat": ",.2f"} for col in c.get("decimals", [])}
+        return {**base, "query_mode": "raw", "all_columns": c["raw"], "column_config": fmt,
                 "order_by_cols": [json.dumps([col, d == "asc"]) for col, d in c.get("order", [])],
                 "server_pagination": False, "server_page_length": 10, "page_length": 10,
                 "include_search": True, "show_cell_bars": False, "table_timestamp_format": "smart_date",
@@ -197,9 +198,12 @@ def chart_params(name: str, c: dict, dataset_id: str | int) -> dict:
     if is_temporal(c["x"]):
         params["time_grain_sqla"] = "P1D"
     if c["viz"] == "bar":
-        params["stack"] = "Stack" if c.get("groupby") else None
+        # stacked when the groups add up (counts, sums); side by side otherwise (medians)
+        params["stack"] = "Stack" if c.get("groupby") and c.get("stack", True) else None
     else:
-        params.update(markerEnabled=True, markerSize=4, seriesType="line")
+        # the y axis fitted to the data: an SOH interval is a few points wide
+        params.update(markerEnabled=True, markerSize=4, seriesType="line", truncateYAxis=True,
+                      y_axis_bounds=[None, None])
     return params
 
 
@@ -272,7 +276,8 @@ def _position(dash: dict, chart_ids: dict[str, int], spec: dict) -> dict:
     return pos
 
 
-def _native_filters(dash: dict, chart_ids: dict[str, int]) -> list[dict]:
+def _native_filters(dash: dict, chart_ids: dict[str, int],
+                    defaults: dict[str, str] | None = None) -> list[dict]:
     out = []
     in_dash = [n for row in dash["rows"] for n in row]
     for f in dash.get("filters", []):
@@ -281,15 +286,36 @@ def _native_filters(dash: dict, chart_ids: dict[str, int]) -> list[dict]:
             "id": fid, "name": f["label"], "filterType": "filter_select", "type": "NATIVE_FILTER",
             "targets": [{"column": {"name": f["column"]},
                          "datasetUuid": uid("dataset", f["dataset"])}],
-            "controlValues": {"enableEmptyFilter": False, "defaultToFirstItem": True,
+            "controlValues": {"enableEmptyFilter": False, "defaultToFirstItem": False,
                               "multiSelect": False, "searchAllOptions": False,
                               "inverseSelection": False, "sortAscending": True},
-            "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+            "defaultDataMask": _default_mask(f["column"], (defaults or {}).get(f["column"])),
             "cascadeParentIds": [], "description": "",
             "scope": {"rootPath": ["ROOT_ID"],
                       "excluded": [chart_ids[n] for n in in_dash if n not in f["charts"]]},
         })
     return out
+
+
+def _default_mask(column: str, value: str | None) -> dict:
+    if value is None:
+        return {"extraFormData": {}, "filterState": {}, "ownState": {}}
+    return {"extraFormData": {"filters": [{"col": column, "op": "IN", "val": [value]}]},
+            "filterState": {"value": [value], "label": value}, "ownState": {}}
+
+
+def default_vin(duckdb: Path) -> str | None:
+    """The vehicle a dashboard opens on: the lowest SOH on the latest day (a watch-list one)."""
+    import duckdb as ddb
+
+    try:
+        with ddb.connect(str(duckdb), read_only=True) as con:
+            row = con.execute("select vin from ads.ads_vehicle_soh where as_of_date = "
+                              "(select max(as_of_date) from ads.ads_vehicle_soh) "
+                              "order by soh_pct, vin limit 1").fetchone()
+    except ddb.Error:
+        return None
+    return row[0] if row else None
 
 
 def database_uri(source: str, duckdb: Path, chdb: Path) -> str:
@@ -298,8 +324,10 @@ def database_uri(source: str, duckdb: Path, chdb: Path) -> str:
     return f"clickhousedb://localhost/bi?interface=chdb&path={chdb}"
 
 
-def bundle(source: str, duckdb: Path, chdb: Path, spec: dict | None = None) -> dict[str, str]:
-    """The Superset import bundle of the spec: {file name in the ZIP: YAML text}."""
+def bundle(source: str, duckdb: Path, chdb: Path, spec: dict | None = None,
+           defaults: dict[str, str] | None = None) -> dict[str, str]:
+    """The Superset import bundle of the spec: {file name in the ZIP: YAML text}; defaults:
+    the native filters' default values by column (vin: default_vin)."""
     spec = spec or load_spec()
     files: dict[str, str] = {}
 
@@ -344,7 +372,7 @@ def bundle(source: str, duckdb: Path, chdb: Path, spec: dict | None = None) -> d
             "slug": d["slug"], "certified_by": None, "certification_details": None,
             "published": True, "uuid": uid("dashboard", name),
             "position": _position(d, chart_ids, spec),
-            "metadata": {"native_filter_configuration": _native_filters(d, chart_ids),
+            "metadata": {"native_filter_configuration": _native_filters(d, chart_ids, defaults),
                          "color_scheme": "supersetColors", "refresh_frequency": 0,
                          "expanded_slices": {}, "label_colors": {}, "shared_label_colors": [],
                          "timed_refresh_immune_slices": [], "cross_filters_enabled": False,
@@ -418,27 +446,44 @@ def provision(py: Path, home: Path, bundle_zip: Path, env: dict, log=print) -> N
     first = not (home / ".initialised").exists()
     if first:
         log("initialising Superset's metadata (once; about a minute)")
-    steps = []
-    if first:
-        steps += [[str(superset), "db", "upgrade"],
-                  [str(superset), "fab", "create-admin", "--username", ADMIN, "--firstname",
-                   "NEV", "--lastname", "Admin", "--email", "admin@localhost", "--password",
-                   admin_password(home)],
-                  [str(superset), "init"]]
-    steps.append([str(py), str(PROVISION_SCRIPT), str(bundle_zip), ADMIN])
-    for cmd in steps:
+    # an initialised metadata database without users (schema and roles: `db upgrade` and
+    # `init`, a minute or two) is kept in the BI venv and copied for every new home
+    template = py.parent.parent / f".superset-template-{_lock_digest()}.db"
+
+    def run(*cmd: str) -> None:
         p = subprocess.run(cmd, check=False, env=env, cwd=home, capture_output=True, text=True)
         if p.returncode:
             tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-25:])
             raise BIError(f"{' '.join(cmd[:3])} failed (exit {p.returncode}):\n{tail}")
+
+    if first:
+        if template.exists():
+            shutil.copyfile(template, home / "superset.db")
+        else:
+            run(str(superset), "db", "upgrade")
+            run(str(superset), "init")
+            shutil.copyfile(home / "superset.db", template)
+        run(str(superset), "fab", "create-admin", "--username", ADMIN, "--firstname", "NEV",
+            "--lastname", "Admin", "--email", "admin@localhost", "--password",
+            admin_password(home))
+    run(str(py), str(PROVISION_SCRIPT), str(bundle_zip), ADMIN)
     (home / ".initialised").touch()
     log(f"Superset provisioned in {time.perf_counter() - t0:.0f} s")
 
 
+DEFAULT_PORT = 8088  # Superset's own default; the dbt exposures' URLs name it
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """8088 when free, else any free port of 127.0.0.1."""
+    for port in (DEFAULT_PORT, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise BIError("no free port on 127.0.0.1")
 
 
 @dataclass
@@ -534,7 +579,9 @@ def up(source: str = "auto", port: int | None = None, log=print) -> Server:
     home = superset_home()
     down(home, quiet=True)
     env = prepare_home(home)
-    zip_path = write_bundle(bundle(source, duck, chdb), home / "bundle" / "nev_battery_bi.zip")
+    vin = default_vin(duck)
+    zip_path = write_bundle(bundle(source, duck, chdb, defaults={"vin": vin} if vin else None),
+                            home / "bundle" / "nev_battery_bi.zip")
     provision(py, home, zip_path, env, log)
     return start(py, home, env, source, port)
 

@@ -12,6 +12,7 @@ evaluate   compare the warehouse with the simulator's ground truth (cleaning, ch
 export     write the served ADS tables from the DuckDB warehouse to the lake as Parquet
 publish    export, then load the months into ClickHouse (serving layer, --target clickhouse*)
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
+bi         Apache Superset dashboards over the ADS (bi up / bi down / bi status; bi/dashboards.yml)
 """
 
 from __future__ import annotations
@@ -288,7 +289,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"({sim.seconds:.1f} s, {sim.frames_per_s:,.0f} frames/s)")
     # the build reads the landing zone just written
     os.environ["NEV_LANDING_ROOT"] = str(Path(args.out).resolve())
-    res = build(full_refresh=True)
+    # dbt quiet: warnings and errors only (the log, logs/dbt.log, keeps every line)
+    res = build(full_refresh=True, quiet=True)
     rc = _report_build(res)
     if rc:
         return rc
@@ -300,7 +302,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(evaluate_charges(con, args.truth).format())
     print(f"make run total {time.perf_counter() - t0:.1f} s (simulate {sim.seconds:.1f} s, "
           f"dbt build {res.seconds:.1f} s)")
+    print(next_steps())
     return 0
+
+
+def next_steps() -> str:
+    from .warehouse import duckdb_path
+
+    venv = "" if os.environ.get("VIRTUAL_ENV") else ".venv/bin/"
+    return "\n".join([
+        "",
+        "Next steps:",
+        f"  warehouse    {duckdb_path()} (DuckDB; schemas ods, dws, dwd, ads)",
+        f"  docs         {venv}dbt docs generate && {venv}dbt docs serve",
+        f"  publish      {venv}nev-battery publish --target clickhouse_local  (ClickHouse, chdb)",
+        f"  dashboards   {venv}nev-battery bi up  (Superset on 127.0.0.1; installs it once)",
+        f"  daily run    {venv}nev-battery daily --date YYYY-MM-DD  (README: Incremental)",
+    ])
 
 
 def _export(months: list[str] | None):
@@ -389,6 +407,33 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                full_refresh=args.full_refresh, extra_args=_skip(args)))
 
 
+def _cmd_bi(args: argparse.Namespace) -> int:
+    from . import bi
+
+    try:
+        if args.action == "venv":
+            print(f"BI virtualenv: {bi.ensure_venv().parent.parent}")
+            return 0
+        if args.action == "down":
+            print("Superset stopped" if bi.down() else "Superset is not running")
+            return 0
+        if args.action == "status":
+            srv = bi.running()
+            print(f"Superset running at {srv.url} (pid {srv.pid}, source {srv.source})" if srv
+                  else "Superset is not running")
+            return 0 if srv else 1
+        srv = bi.up(args.source, args.port)
+    except bi.BIError as e:
+        print(f"nev-battery bi {args.action}: {e}", file=sys.stderr)
+        return 1
+    print(f"Superset at {srv.url} (source {srv.source}; stop it with nev-battery bi down)")
+    print(f"  log in as {bi.ADMIN}, password in {bi.superset_home() / 'admin_password'}: "
+          f"{bi.admin_password()}")
+    for slug, url in bi.dashboard_urls(srv).items():
+        print(f"  {slug:<20} {url}")
+    return 0
+
+
 def _scenario_names() -> list[str]:
     from .scenarios import SCENARIOS
 
@@ -402,13 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a fleet: landing zone + ground truth")
-    s.add_argument("--vehicles", type=int, default=50)
-    s.add_argument("--days", type=int, default=14)
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--out", default="data/landing")
-    s.add_argument("--truth", default="data/truth")
-    s.add_argument("--start-date", default=None, help="YYYY-MM-DD (default 2026-03-01)")
-    s.add_argument("--fault-share", type=float, default=0.03)
+    s.add_argument("--vehicles", type=int, default=50, help="vehicles in the fleet (default 50)")
+    s.add_argument("--days", type=int, default=14, help="days simulated (default 14)")
+    s.add_argument("--seed", type=int, default=7, help="random seed of the fleet (default 7)")
+    s.add_argument("--out", default="data/landing",
+                   help="landing zone written (default data/landing)")
+    s.add_argument("--truth", default="data/truth",
+                   help="ground truth written: sessions, faults, dirty records (default "
+                        "data/truth)")
+    s.add_argument("--start-date", default=None,
+                   help="first simulated day, YYYY-MM-DD (default 2026-03-01, fixed so that "
+                        "results are reproducible; nev-battery demo ends yesterday instead)")
+    s.add_argument("--fault-share", type=float, default=0.03,
+                   help="share of vehicles with a battery fault (default 0.03)")
     s.add_argument("--dirty-scale", type=float, default=1.0,
                    help="multiplier on the dirty-record rates (0 = clean data)")
     s.add_argument("--scenario", default="baseline",
@@ -457,8 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
                           ("daily", _cmd_daily, "daily incremental run"),
                           ("backfill", _cmd_backfill, "rebuild a date range")):
         b = sub.add_parser(name, help=hlp)
-        b.add_argument("--select", default=None)
-        b.add_argument("--target", default=None)
+        b.add_argument("--select", default=None,
+                       help="dbt selection, e.g. +ads_vehicle_soh or tag:dwd (default: all)")
+        b.add_argument("--target", default=None,
+                       help="profiles.yml target: duckdb (default), spark; the ClickHouse "
+                            "targets are for nev-battery publish")
         b.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
         b.add_argument("--retrain-soh", action="store_true",
                        help="train a new SOH model version (default: only when none exists)")
@@ -470,22 +524,31 @@ def build_parser() -> argparse.ArgumentParser:
                             "main.nev_history_shrink); without it such a run is refused")
         if name == "build":
             b.add_argument("--dates", default=None, type=iso_dates,
-                           help="comma-separated YYYY-MM-DD")
-            b.add_argument("--full-refresh", action="store_true")
+                           help="rebuild only these days, comma-separated YYYY-MM-DD (default: "
+                                "every day)")
+            b.add_argument("--full-refresh", action="store_true",
+                           help="rebuild every table from the landing zone (incremental "
+                                "tables included)")
         elif name == "daily":
-            b.add_argument("--date", required=True, type=iso_date, help="YYYY-MM-DD")
+            b.add_argument("--date", required=True, type=iso_date,
+                           help="the run date, YYYY-MM-DD: its day is rebuilt (with "
+                                "--lookback-days before it and any day a late file landed in)")
             b.add_argument("--lookback-days", type=non_negative_int, default=0,
                            help="also rebuild this many days before the run date (late files "
                                 "are found by the landing listing anyway)")
         else:
-            b.add_argument("--start", required=True, type=iso_date, help="YYYY-MM-DD")
-            b.add_argument("--end", required=True, type=iso_date, help="YYYY-MM-DD, >= --start")
+            b.add_argument("--start", required=True, type=iso_date,
+                           help="first day rebuilt, YYYY-MM-DD")
+            b.add_argument("--end", required=True, type=iso_date,
+                           help="last day rebuilt, YYYY-MM-DD, >= --start")
             b.set_defaults(parser=b)
         b.set_defaults(func=fn)
 
     s = sub.add_parser("spark", help="a local Spark server (Thrift + Spark Connect) for the "
                                      "spark target")
-    s.add_argument("action", choices=["start", "stop", "status"])
+    s.add_argument("action", choices=["start", "stop", "status"],
+                   help="start the local server (a fresh warehouse), stop it, or tell whether "
+                        "it runs")
     s.set_defaults(func=_cmd_spark)
 
     s = sub.add_parser("summary", help="rows per layer and quarantine by reason")
@@ -495,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=["cleaning", "charges", "soh", "warnings", "scenarios"],
                    help="scenarios: simulate, build and evaluate a fleet per simulator scenario "
                         "(nev_battery.scenario_eval) and print every figure per scenario")
-    s.add_argument("--truth", default="data/truth")
+    s.add_argument("--truth", default="data/truth",
+                   help="the simulator's ground truth (default data/truth)")
     s.add_argument("--enforce", action="store_true", help="exit 1 when a target is missed")
     from .scenario_eval import add_arguments
 
@@ -511,12 +575,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default="clickhouse", type=_clickhouse_target,
                    help="clickhouse (a server) or clickhouse_local (chdb): a ClickHouse target")
     s.add_argument("--skip-export", action="store_true", help="publish what the lake holds")
-    s.add_argument("--select", default=None)
+    s.add_argument("--select", default=None,
+                   help="dbt selection of serving models, e.g. srv_vehicle_soh (default: all)")
     s.add_argument("--skip-tests", action="store_true", help="models only, no data tests")
     s.add_argument("--full-refresh", action="store_true",
                    help="rebuild the served tables from the lake's months")
     s.add_argument("--var", action="append", metavar="KEY=VALUE", help="a dbt var (repeatable)")
     s.set_defaults(func=_cmd_publish, retrain_soh=False)
+
+    s = sub.add_parser("bi", help="Apache Superset dashboards over the ADS: bi up, bi down, "
+                                  "bi status (dashboards as code: bi/dashboards.yml)")
+    s.add_argument("action", choices=["up", "down", "status", "venv"],
+                   help="up: create the BI virtualenv if missing, provision the dashboards and "
+                        "start Superset on 127.0.0.1; down: stop it; status: is it running; "
+                        "venv: only create the BI virtualenv (.venv-bi, requirements-bi.lock)")
+    s.add_argument("--source", choices=["auto", "duckdb", "clickhouse"], default="auto",
+                   help="what the ADS datasets read: the DuckDB warehouse (read-only) or the "
+                        "published ClickHouse tables on chdb (default auto: clickhouse once "
+                        "published to clickhouse_local, else duckdb)")
+    s.add_argument("--port", type=positive_int, default=None,
+                   help="port on 127.0.0.1 (default: a free one)")
+    s.set_defaults(func=_cmd_bi)
 
     s = sub.add_parser("demo", help="simulate the demo fleet up to yesterday, build it, print "
                                     "the summary (make run)")

@@ -438,10 +438,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="data/scenarios", help="one fleet folder per scenario")
     p.add_argument("--fleets", nargs="+", default=None,
                    help="evaluate these fleet folders (landing/, truth/) instead")
-    p.add_argument("--vehicles", type=int, default=40)
-    p.add_argument("--days", type=int, default=90)
-    p.add_argument("--seed", type=int, default=21)
-    p.add_argument("--fault-share", type=float, default=0.3)
+    p.add_argument("--vehicles", type=int, default=40,
+                   help="vehicles per scenario fleet (default 40)")
+    p.add_argument("--days", type=int, default=90, help="days per scenario fleet (default 90)")
+    p.add_argument("--seed", type=int, default=21, help="random seed of the fleets (default 21)")
+    p.add_argument("--fault-share", type=float, default=0.3,
+                   help="share of vehicles with a battery fault (default 0.3)")
     p.add_argument("--rebuild", action="store_true", help="simulate and build again")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--loso", action="store_true",

@@ -77,6 +77,15 @@ def landing_root(extra_vars: dict | None = None) -> Path:
     return Path(var) if var else PROJECT_DIR / "data" / "landing"
 
 
+def target_type(target: str | None) -> str | None:
+    """The adapter type of a profiles.yml target (the default target when None)."""
+    import yaml
+
+    prof = yaml.safe_load((PROJECT_DIR / "profiles.yml").read_text())["nev_battery"]
+    out = prof["outputs"].get(target or prof.get("target", "duckdb"))
+    return out.get("type") if out else None
+
+
 def duckdb_path() -> Path:
     return Path(os.environ.get("NEV_DUCKDB_PATH", PROJECT_DIR / "warehouse" / "nev_battery.duckdb"))
 
@@ -400,11 +409,17 @@ def record_shrink(con: duckdb.DuckDBPyConnection, findings: list[str], command: 
 
 # --- running dbt ------------------------------------------------------------------------------
 
-def run_dbt(args: list[str], target: str | None = None) -> tuple[bool, list[str]]:
-    """Invoke dbt in-process; returns (success, failed node messages)."""
+def run_dbt(args: list[str], target: str | None = None,
+            quiet: bool = False) -> tuple[bool, list[str]]:
+    """Invoke dbt in-process; returns (success, failed node messages). Colours only on a
+    terminal; quiet: dbt prints warnings and errors only (its log file keeps everything)."""
     from dbt.cli.main import dbtRunner
 
     cli = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    if not sys.stdout.isatty():
+        cli.append("--no-use-colors")
+    if quiet:
+        cli += ["--log-level", "warn"]
     if target:
         cli += ["--target", target]
     res = dbtRunner().invoke(cli)
@@ -446,7 +461,7 @@ def verify_landing_files(state: LandingState, files: list[str]) -> dict[str, str
 def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
           select: str | None = None, command: str = "build", target: str | None = None,
           extra_vars: dict | None = None, extra_args: list[str] | None = None,
-          allow_shrink: bool = False) -> BuildResult:
+          allow_shrink: bool = False, quiet: bool = False) -> BuildResult:
     """One dbt run over the landing zone, guarded: the landing root must be a landing zone, the
     run must not delete processed rows without allow_shrink, a master change adds the days it
     affects, and a file whose data pages cannot be decoded is quarantined (the run is repeated
@@ -461,6 +476,14 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
         return BuildResult(ok, time.perf_counter() - t0, batch_dates, failures)
     root = landing_root(vars_)
     check_landing_root(root)
+    if target_type(target) in ("spark", "nevspark"):
+        # the Spark server resolves a relative path from its own folder (nev-battery spark
+        # start: warehouse/spark): the landing root as an absolute path
+        if os.environ.get("NEV_LANDING_ROOT"):
+            if "://" not in os.environ["NEV_LANDING_ROOT"]:
+                os.environ["NEV_LANDING_ROOT"] = str(root.resolve())
+        elif "://" not in str(vars_.get("landing_root", "")):
+            vars_["landing_root"] = str(root.resolve())
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
     local = target in (None, "duckdb")
     con = connect(read_only=False) if local and duckdb_path().exists() else None
@@ -491,7 +514,8 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
         q = {**state.quarantine(), **corrupt}
         if q:
             vars_["landing_quarantine"] = json.dumps(q, sort_keys=True)
-        return run_dbt(_dbt_args(command, vars_, full_refresh, select, extra_args), target)
+        return run_dbt(_dbt_args(command, vars_, full_refresh, select, extra_args), target,
+                       quiet)
 
     ok, failures = attempt()
     if not ok:
