@@ -200,6 +200,8 @@ def chart_params(name: str, c: dict, dataset_id: str | int) -> dict:
     if c["viz"] == "bar":
         # stacked when the groups add up (counts, sums); side by side otherwise (medians)
         params["stack"] = "Stack" if c.get("groupby") and c.get("stack", True) else None
+        if c.get("horizontal"):  # long category names (reason codes)
+            params["orientation"] = "horizontal"
     else:
         # the y axis fitted to the data: an SOH interval is a few points wide
         params.update(markerEnabled=True, markerSize=4, seriesType="line", truncateYAxis=True,

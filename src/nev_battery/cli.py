@@ -283,7 +283,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     start = demo_start(args.end_date, args.days)
     sim = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth,
                         start_date=str(start), fault_share=args.fault_share,
-                        fast_ageing=args.fast_ageing)
+                        fast_ageing=args.fast_ageing, end_at_horizon=True)
     print(f"simulated {sim.vehicles} vehicles x {args.days} days ({start} to {args.end_date}, "
           f"{sim.faults} with a fault, {args.fast_ageing} fast-ageing): {sim.frames:,} frames "
           f"({sim.seconds:.1f} s, {sim.frames_per_s:,.0f} frames/s)")

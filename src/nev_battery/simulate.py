@@ -121,6 +121,8 @@ class SimConfig:
     # region, heavy fast charging): the demo's below-warranty and at-risk cases. Drawn from an
     # RNG stream of their own, so the rest of a seed's fleet is unchanged.
     fast_ageing: int = 0
+    # drives and charges end by the last day's midnight (the demo: no partial day after it)
+    end_at_horizon: bool = False
 
 
 @dataclass
@@ -504,6 +506,10 @@ def plan_activities(fl: pd.DataFrame, faults: pd.DataFrame, cfg: SimConfig,
 
     acts = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
     acts = acts.sort_values(["vehicle_idx", "t_start"], kind="stable").reset_index(drop=True)
+    if cfg.end_at_horizon:
+        # no drive or charge running past the last day's midnight (a partial day after the
+        # window, with the few vehicles still on the road); nothing of a vehicle follows it
+        acts = acts[acts.t_start + acts.n_frames * DT_S <= horizon].reset_index(drop=True)
 
     # daily truth: capacity as of the end of each day (last activity that ended before it)
     lv, lt, lc = (np.concatenate(x) for x in (cap_log_v, cap_log_t, cap_log_c))
@@ -1504,10 +1510,10 @@ def summarize_sessions(truth: Path | str) -> dict:
 def main_simulate(vehicles: int, days: int, seed: int, out: str, truth: str,
                   start_date: str | None = None, fault_share: float = 0.03,
                   dirty_scale: float = 1.0, scenario: str = "baseline",
-                  fast_ageing: int = 0) -> SimResult:
+                  fast_ageing: int = 0, end_at_horizon: bool = False) -> SimResult:
     cfg = SimConfig(vehicles=vehicles, days=days, seed=seed, fault_share=fault_share,
                     dirty_scale=dirty_scale, scenario=get_scenario(scenario).name,
-                    fast_ageing=fast_ageing)
+                    fast_ageing=fast_ageing, end_at_horizon=end_at_horizon)
     if start_date:
         cfg.start_date = datetime.strptime(start_date, "%Y-%m-%d").date()
     return simulate(cfg, out, truth)

@@ -38,6 +38,8 @@ def main(path: str, username: str) -> int:
         commands = (ImportDatabasesCommand, ImportDatasetsCommand, ImportChartsCommand,
                     ImportDashboardsCommand)
         for (prefix, model), command in zip(TYPES, commands, strict=True):
+            if prefix == "datasets/":
+                repoint(contents)
             meta = yaml.safe_dump({"version": "1.0.0", "type": model,
                                    "timestamp": "2026-01-01T00:00:00+00:00"})
             files = {k: v for k, v in contents.items() if k != "metadata.yaml"}
@@ -51,6 +53,32 @@ def main(path: str, username: str) -> int:
         db.session.commit()
         print(f"read the columns of {len(uuids)} datasets")
     return 0
+
+
+def repoint(contents: dict[str, str]) -> None:
+    """A dataset that now reads another database or table (bi up --source changed): moved there
+    in place before the import. Superset's import finds a dataset by (database, schema, table),
+    so it would insert a second one with the same UUID and fail."""
+    import uuid
+
+    from superset import db
+    from superset.connectors.sqla.models import SqlaTable
+    from superset.models.core import Database
+
+    for name, text in contents.items():
+        if not name.startswith("datasets/"):
+            continue
+        cfg = yaml.safe_load(text)
+        ds = db.session.query(SqlaTable).filter_by(uuid=uuid.UUID(cfg["uuid"])).one_or_none()
+        target = db.session.query(Database).filter_by(
+            uuid=uuid.UUID(cfg["database_uuid"])).one_or_none()
+        if ds is None or target is None:
+            continue
+        if (ds.database_id, ds.schema, ds.table_name) != (target.id, cfg["schema"],
+                                                          cfg["table_name"]):
+            ds.database_id, ds.schema = target.id, cfg["schema"]
+            ds.table_name, ds.sql = cfg["table_name"], cfg["sql"]
+    db.session.commit()
 
 
 if __name__ == "__main__":
