@@ -75,8 +75,22 @@ def _report_build(res) -> int:
         print(f"NOTE: {note}")
     print(f"dbt build ({scope}) {'succeeded' if res.ok else 'FAILED'} in {res.seconds:.1f} s")
     for f in res.failures:
-        print(f"  {f}", file=sys.stderr)
+        print(f"  {short_error(f)}", file=sys.stderr)
     return 0 if res.ok else 1
+
+
+def short_error(message: str, max_lines: int = 12) -> str:
+    """A failure as the user needs it: without a JVM stack trace (Spark's errors carry ~190
+    lines of `at org.apache…` that dbt has printed already) and at most max_lines lines."""
+    keep = []
+    for line in str(message).splitlines():
+        s = line.strip()
+        if s.startswith(("at ", "... ")) and ("(" in s or s.endswith("more")):
+            continue
+        keep.append(line)
+    if len(keep) > max_lines:
+        keep = keep[:max_lines] + [f"  … ({len(keep) - max_lines} more lines in logs/dbt.log)"]
+    return "\n".join(keep)
 
 
 def iso_date(text: str) -> date:

@@ -160,6 +160,33 @@ def test_every_dashboard_loads_in_chromium_without_errors(superset):
         shutil.copyfile(out / f"{d['slug']}.png", SHOTS / f"{d['slug']}.png")
 
 
+def test_bi_up_again_switches_the_source_in_place(superset, api):
+    """A second bi up (here onto the DuckDB warehouse) overwrites the same objects: as many
+    charts, datasets and dashboards as before, the ADS datasets now on DuckDB, the numbers the
+    same."""
+    url = superset["url"]
+
+    def count(kind: str) -> int:
+        return api.get(f"{url}/api/v1/{kind}/", params={"q": "(page_size:1)"},
+                       timeout=60).json()["count"]
+
+    before = {k: count(k) for k in ("chart", "dataset", "dashboard")}
+    p = run_cli(["bi", "up", "--source", "duckdb"], superset["env"])
+    assert "source duckdb" in p.stdout
+    srv = json.loads((superset["root"] / "superset" / "server.json").read_text())
+    url = superset["url"] = f"http://127.0.0.1:{srv['port']}"
+    r = api.post(f"{url}/api/v1/security/login", timeout=60,
+                 json={"username": bi.ADMIN, "password": superset["password"], "provider": "db",
+                       "refresh": False})
+    api.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    assert {k: count(k) for k in ("chart", "dataset", "dashboard")} == before
+    datasets = api.get(f"{url}/api/v1/dataset/", params={"q": "(page_size:100)"},
+                       timeout=60).json()["result"]
+    assert {d["database"]["database_name"] for d in datasets} == {bi.DATABASES["duckdb"]}
+    assert before["dashboard"] == len(SPEC["dashboards"])
+    assert before["chart"] == len(SPEC["charts"])
+
+
 def test_each_dashboard_is_a_dbt_exposure_on_the_models_its_charts_read():
     exposures = {e["name"]: e for e in
                  yaml.safe_load((PROJECT / "models" / "exposures.yml").read_text())["exposures"]}

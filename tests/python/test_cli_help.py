@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import date, timedelta
 
-from nev_battery.cli import DEMO_DAYS, build_parser, demo_start
+from nev_battery.cli import DEMO_DAYS, build_parser, demo_start, short_error
 
 
 def _undocumented(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[str]:
@@ -31,3 +31,10 @@ def test_demo_ends_yesterday_by_default_and_spans_its_days():
     assert demo_start(date(2026, 12, 6), 45) == date(2026, 10, 23)
     fixed = build_parser().parse_args(["demo", "--end-date", "2026-03-14", "--days", "14"])
     assert demo_start(fixed.end_date, fixed.days) == date(2026, 3, 1)
+
+
+def test_a_spark_failure_is_reported_without_its_java_stack_trace():
+    msg = ("model.nev_battery.ods_x: error: [PATH_NOT_FOUND] Path does not exist: file:/x\n"
+           + "\n".join(f"\tat org.apache.spark.Foo.bar(Foo.scala:{i})" for i in range(190))
+           + "\n\t... 42 more")
+    assert short_error(msg) == "model.nev_battery.ods_x: error: [PATH_NOT_FOUND] Path does not exist: file:/x"
