@@ -16,13 +16,13 @@ BI_STAMP := $(BI_VENV)/.installed-$(shell sha256sum requirements-bi.lock | cut -
 
 .PHONY: run test bench lint clean bi-venv
 
+# pinned: every package at the version in requirements.lock; the dbt adapter plugins of the
+# spark and clickhouse_local targets are packages of their own (regular installs: they add to
+# dbt's namespace). Quiet: one line says what happens, pip prints only errors.
 $(STAMP): pyproject.toml requirements.lock
 	@echo "installing the pinned dependencies into $(VENV) (once per change of the lock; about 2 minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	# pinned: every package at the version in requirements.lock; the dbt adapter plugins of the
-	# spark and clickhouse_local targets are packages of their own (regular installs: they add
-	# to dbt's namespace)
 	@$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
