@@ -119,7 +119,7 @@ class SimConfig:
     scenario: str = "baseline"  # scenarios.SCENARIOS: how the BMS and the pack behave
     # vehicles whose history aged their pack several times faster than the fleet's (a hot
     # region, heavy fast charging): the demo's below-warranty and at-risk cases. Drawn from an
-    # RNG stream of their own, so the rest of a seed's fleet is unchanged.
+    # RNG stream of their own, so a seed's fleet (vehicles, models, ages) is unchanged.
     fast_ageing: int = 0
     # drives and charges end by the last day's midnight (the demo: no partial day after it)
     end_at_horizon: bool = False
