@@ -461,6 +461,15 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
         return BuildResult(ok, time.perf_counter() - t0, batch_dates, failures)
     root = landing_root(vars_)
     check_landing_root(root)
+    # the rules of the run, read once (the seeds, or MySQL when NEV_RULES_URL is set) and
+    # validated before any model runs (RulesError, exit code 2); dbt gets their version, the
+    # detector settings and, from MySQL, the snapshot of the rule tables
+    from .rules import resolve_rules
+
+    rules = resolve_rules(vars_)
+    vars_.update(rules.dbt_vars())
+    notes.append(f"rules from {rules.source} ({rules.origin}), version {rules.version}"
+                 + (f", run overrides: {rules.overrides}" if rules.overrides else ""))
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
     local = target in (None, "duckdb")
     con = connect(read_only=False) if local and duckdb_path().exists() else None
