@@ -129,7 +129,8 @@ select
     avg(d.deviation) as mean_deviation,
     min(d.deviation) as min_deviation,
     max(d.deviation) as max_deviation,
-    avg(0.6745 * d.deviation / d.mad) as mean_robust_z,
+    -- fixed point (exact_sum): a parallel float sum differs in its last bits from run to run
+    {{ exact_sum('0.6745 * d.deviation / d.mad', 12) }} / count(d.deviation) as mean_robust_z,
     min(0.6745 * d.deviation / d.mad) as min_robust_z,
     max(0.6745 * d.deviation / d.mad) as max_robust_z,
     sum(case when d.val = d.lo then 1 else 0 end) as lowest_frames,
