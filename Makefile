@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	# pinned: every package at the version in requirements.lock; the dbt adapter plugins of the
 	# spark and clickhouse_local targets are packages of their own (regular installs: they add
 	# to dbt's namespace)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,scheduler]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # simulate the demo fleet, build the warehouse on DuckDB, print a summary
