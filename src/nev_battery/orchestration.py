@@ -22,7 +22,6 @@ retry can fix it. Failures are Dagster run failures (the UI's runs page, the op'
 the day and the remedy), and each is also appended to NEV_FAILURE_LOG by a run-failure sensor.
 """
 
-from __future__ import annotations
 
 import os
 from datetime import date, timedelta
@@ -76,7 +75,17 @@ def _guarded(fn):
         raise dg.Failure(description=str(e), allow_retries=False) from None
 
 
+def _skip_tests() -> list[str]:
+    """NEV_JOB_SKIP_TESTS=1: models only, no data tests (as --skip-tests); the SOH retrain keeps
+    the registry's tests whatever it says."""
+    if os.environ.get("NEV_JOB_SKIP_TESTS", "").lower() in ("1", "true", "yes"):
+        return ["--exclude-resource-type", "test"]
+    return []
+
+
 def _build(context: dg.OpExecutionContext, what: str, **kwargs) -> BuildResult:
+    kwargs.setdefault("extra_args", _skip_tests())
+
     def run():
         with warehouse_lock(f"dagster {context.run.job_name} {what}"):
             return build(**kwargs)
@@ -204,7 +213,7 @@ def soh_retrain(context: dg.OpExecutionContext) -> str:
     first = date.fromisoformat(context.partition_key)
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     _build(context, f"monthly {month} SOH retrain", select="dwd_soh_model+",
-           batch_dates=[str(last)], extra_vars={"soh_retrain": True})
+           batch_dates=[str(last)], extra_vars={"soh_retrain": True}, extra_args=[])
     with connect() as con:
         rows = con.execute("select count(*), max(model_version) from dwd.dwd_soh_model"
                            ).fetchall()[0]
