@@ -143,10 +143,9 @@
     {%- if v is not none -%}
         {{ return(v | string) }}
     {%- endif -%}
-    {%- if not execute -%}
-        {{ return('') }}
-    {%- endif -%}
-    {{ return(rules_content_hash()) }}
+    {#- computed at parse time too: the seeds are then refs of the model calling it -#}
+    {%- set h = rules_content_hash() -%}
+    {{ return(h if execute else '') }}
 {%- endmacro %}
 
 {% macro rules_content_hash() -%}
@@ -168,4 +167,62 @@
 {#- Print the rules version of this project's rules (dbt run-operation print_rules_version). -#}
 {% macro print_rules_version() -%}
     {{ print(rules_version()) }}
+{%- endmacro %}
+
+{#- dws_rules_history: every value of the rule tables as this run uses them, one row per (table,
+    key, column), the value in the canonical text. Refs the seeds at parse time (rules from the
+    seeds). -#}
+{% macro rules_history_current() -%}
+    {%- set tables = rules_as_used() -%}
+    {%- set parts = [] -%}
+    {%- for name, rows in tables.items() -%}
+        {%- set cols = rules_columns(name) -%}
+        {%- for r in rows -%}
+            {%- for c, t in cols[1:] -%}
+                {%- do parts.append("select cast('" ~ name ~ "' as " ~ str_type() ~ ") as table_name, "
+                    ~ rule_literal(r[cols[0][0]], 's') ~ " as rule_key, cast('" ~ c ~ "' as "
+                    ~ str_type() ~ ") as column_name, "
+                    ~ rule_literal(none if r[c] is none else rule_text(r[c], t), 's') ~ " as rule_value") -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- if not parts -%}
+        {%- do parts.append("select cast(null as " ~ str_type() ~ ") as table_name, cast(null as "
+            ~ str_type() ~ ") as rule_key, cast(null as " ~ str_type() ~ ") as column_name, cast(null as "
+            ~ str_type() ~ ") as rule_value where 1 = 0") -%}
+    {%- endif -%}
+    {{ return(parts | join('\n    union all\n    ')) }}
+{%- endmacro %}
+
+{#- dws_rules_history: the latest row of every (table, key, column) the history holds. -#}
+{% macro rules_history_previous() -%}
+    {%- if is_incremental() -%}
+        select l.table_name, l.rule_key, l.column_name, l.rule_value, l.change_type
+        from (
+            select
+                h.table_name, h.rule_key, h.column_name, h.new_value as rule_value, h.change_type,
+                row_number() over (
+                    partition by h.table_name, h.rule_key, h.column_name
+                    order by h.detected_at desc, h.rules_version desc
+                ) as rn
+            from {{ this }} as h
+        ) as l
+        where l.rn = 1
+    {%- else -%}
+        select cast(null as {{ str_type() }}) as table_name, cast(null as {{ str_type() }}) as rule_key,
+            cast(null as {{ str_type() }}) as column_name, cast(null as {{ str_type() }}) as rule_value,
+            cast(null as {{ str_type() }}) as change_type
+        where 1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
+{#- dws_rules_history: the rules version of the latest run that changed a rule (null at first). -#}
+{% macro rules_history_previous_version() -%}
+    {%- if is_incremental() -%}
+        select max(h.rules_version) as rules_version
+        from {{ this }} as h
+        where h.detected_at = (select max(x.detected_at) from {{ this }} as x)
+    {%- else -%}
+        select cast(null as {{ str_type() }}) as rules_version
+    {%- endif -%}
 {%- endmacro %}

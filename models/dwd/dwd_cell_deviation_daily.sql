@@ -13,7 +13,8 @@
 
 {#- the order of a period's frames: time, then the lineage key (two frames of one time, a re-sent
     one, are picked the same way by every run) -#}
-{%- set frame_order = "cast(f.collect_time as " ~ str_type() ~ ") || '|' || f.source_file || '|' || lpad(cast(f.source_row_number as " ~ str_type() ~ "), 12, '0')" %}
+{%- set frame_order = "cast(f.collect_time as " ~ str_type() ~ ") || '|' || f.source_file || '|' || "
+    ~ "lpad(cast(f.source_row_number as " ~ str_type() ~ "), 12, '0')" %}
 
 with
 

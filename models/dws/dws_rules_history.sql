@@ -7,8 +7,6 @@
     )
 }}
 
-{#- rules_as_used refs the seeds (rules from the seeds): dependencies found at parse time -#}
-{%- set tables = rules_as_used() -%}
 {%- set detected_at = run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') -%}
 
 -- The history of the rules (issue 18): one row per value of a rule table (warning_rules,
@@ -21,76 +19,18 @@
 with
 
 current_values as (
-    {%- set ns = namespace(n=0) %}
-    {%- for name, rows in tables.items() %}
-    {%- set cols = rules_columns(name) %}
-    {%- for r in rows %}
-    {%- for c, t in cols[1:] %}
-    {%- set v = r[c] %}
-    {%- if ns.n > 0 %}
-    union all
-    {%- endif %}
-    {%- set ns.n = ns.n + 1 %}
-    select
-        cast('{{ name }}' as {{ str_type() }}) as table_name,
-        {{ rule_literal(r[cols[0][0]], 's') }} as rule_key,
-        cast('{{ c }}' as {{ str_type() }}) as column_name,
-        {{ rule_literal(none if v is none else rule_text(v, t), 's') }} as value
-    {%- endfor %}
-    {%- endfor %}
-    {%- endfor %}
-    {%- if ns.n == 0 %}
-    select
-        cast(null as {{ str_type() }}) as table_name,
-        cast(null as {{ str_type() }}) as rule_key,
-        cast(null as {{ str_type() }}) as column_name,
-        cast(null as {{ str_type() }}) as value
-    where 1 = 0
-    {%- endif %}
-),
-
-{% if is_incremental() %}
-latest as (
-    -- the state the history holds: the last row of every value
-    select
-        h.table_name,
-        h.rule_key,
-        h.column_name,
-        h.new_value as value,
-        h.change_type,
-        h.rules_version,
-        row_number() over (
-            partition by h.table_name, h.rule_key, h.column_name
-            order by h.detected_at desc, h.rules_version desc
-        ) as rn
-    from {{ this }} as h
+    -- every value of the rule tables as this run uses them (macro rules_history_current)
+    {{ rules_history_current() }}
 ),
 
 previous as (
-    select l.* from latest as l
-    where l.rn = 1
+    -- the state the history holds: the last row of every value (none on the first run)
+    {{ rules_history_previous() }}
 ),
 
 previous_version as (
-    select max(h.rules_version) as rules_version
-    from {{ this }} as h
-    where h.detected_at = (select max(x.detected_at) from {{ this }} as x)
+    {{ rules_history_previous_version() }}
 ),
-{% else %}
-previous as (
-    select
-        cast(null as {{ str_type() }}) as table_name,
-        cast(null as {{ str_type() }}) as rule_key,
-        cast(null as {{ str_type() }}) as column_name,
-        cast(null as {{ str_type() }}) as value,
-        cast(null as {{ str_type() }}) as change_type
-    where 1 = 0
-),
-
-previous_version as (
-    select cast(null as {{ str_type() }}) as rules_version
-),
-{% endif %}
 
 changes as (
     select
@@ -102,8 +42,8 @@ changes as (
             when p.table_name is null or p.change_type = 'removed' then 'added'
             else 'changed'
         end as change_type,
-        case when p.change_type <> 'removed' then p.value end as old_value,
-        c.value as new_value
+        case when p.change_type <> 'removed' then p.rule_value end as old_value,
+        c.rule_value as new_value
     from current_values as c
     full outer join previous as p
         on
@@ -117,7 +57,7 @@ changes as (
             and (
                 p.table_name is null
                 or p.change_type = 'removed'
-                or coalesce(c.value, '<null>') <> coalesce(p.value, '<null>')
+                or coalesce(c.rule_value, '<null>') <> coalesce(p.rule_value, '<null>')
             )
         )
 )
