@@ -156,8 +156,14 @@ class RuleSet:
             return self
         rows = {r["setting"]: dict(r) for r in self.tables["detector_settings"]}
         for k, v in over.items():
+            try:
+                value = _convert(v, "d")
+            except (ValueError, TypeError):
+                value = None
+            if value is None:
+                raise RulesError(f"--var {k}={v!r}: a detector setting takes a number")
             rows.setdefault(k, {"setting": k, "value": None, "description": None})
-            rows[k]["value"] = float(v)
+            rows[k]["value"] = value
         tables = dict(self.tables, detector_settings=[rows[k] for k in sorted(rows)])
         return RuleSet(self.source, tables, self.origin, over)
 
