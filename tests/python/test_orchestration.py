@@ -136,6 +136,11 @@ def test_a_week_and_a_month_through_dagster_equal_a_full_build(scheduled):
     assert any(f"dt={WEEK[1]} is not there yet" in m for m in messages), messages
     retried = [e for e in late.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retried) == 1
+    # the failure sensor writes it to the operators' failure log
+    orch.failure_log(dg.build_run_status_sensor_context(
+        sensor_name="failure_log", dagster_event=late.get_run_failure_event(),
+        dagster_instance=instance, dagster_run=late.dagster_run).for_run_failure())
+    assert f"daily {WEEK[1]} {late.run_id}" in (root / "failures.log").read_text()
     _copy_day(root / "all", landing, WEEK[1])
     _copy_day(root / "all", landing, WEEK[2])
     res = daily(WEEK[2])
