@@ -412,7 +412,9 @@ def run_dbt(args: list[str], target: str | None = None) -> tuple[bool, list[str]
     if res.result is not None and hasattr(res.result, "results"):
         for r in res.result.results:
             if str(r.status) in ("error", "fail"):
-                failures.append(f"{r.node.unique_id}: {r.status}: {r.message}")
+                # a run-operation's result has no node
+                node = getattr(getattr(r, "node", None), "unique_id", "operation")
+                failures.append(f"{node}: {r.status}: {r.message}")
     if res.exception is not None:
         failures.append(f"dbt: {res.exception}")
     return bool(res.success), failures
