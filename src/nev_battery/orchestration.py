@@ -135,9 +135,15 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE)
 @dg.op(retry_policy=_retry())
 def ingest_close(context: dg.OpExecutionContext) -> str:
     """The day's landing partition is closed: the ingest wrote it (at least one file). Until
-    then the op fails and is retried; the run fails visibly once the retries are spent."""
+    then the op fails and is retried; the run fails visibly once the retries are spent. With
+    NEV_INGEST_CATCHUP=1 the op first runs the Kafka ingest until the topic is quiet."""
     day = context.partition_key
     root = landing_root()
+    if os.environ.get("NEV_INGEST_CATCHUP", "").lower() in ("1", "true", "yes"):
+        # no ingest service running: catch up with Kafka here (`nev-battery ingest`, exactly
+        # once), then stop once the topic is quiet for NEV_INGEST_IDLE_S seconds
+        _cli(context, ["ingest", "--landing", str(root), "--idle-exit",
+                       os.environ.get("NEV_INGEST_IDLE_S", "30")])
     check_landing_root(root)
     part = root / "gbt32960_realtime" / f"dt={day}"
     if not part.is_dir() or not any(p.is_file() for p in part.rglob("*")):
