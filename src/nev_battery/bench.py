@@ -9,6 +9,9 @@
    a per-vehicle pandas ``groupby().apply`` baseline of the same rules, with identical output.
 4. The whole build on Spark (local, 2 cores) and on DuckDB for the same fleets, side by side, for
    growing fleet sizes.
+5. The ingest job's GB/T 32960 decoder: binary frames of the fleet decoded and written as landing
+   Parquet files (50,000-frame files, fsync and rename), on one core, against a plain read of
+   the same frames as ``bytes`` (``--only-ingest`` runs this one alone).
 
 Results are printed and written to ``bench/results/latest.md``.
 """
@@ -100,6 +103,95 @@ def _segmentation() -> tuple[list[str], int]:
     return lines, n
 
 
+INGEST_TARGET = 50_000  # frames/s, decode + write on one core (a day's 9.5 M frames in minutes)
+
+
+def _read_frames(path: Path) -> list[bytes]:
+    """The frames of a length-prefixed file as ``bytes`` objects (what a Kafka client hands over)."""
+    data = path.read_bytes()
+    out, p, n = [], 0, len(data)
+    while p < n:
+        ln = int.from_bytes(data[p:p + 4], "big")
+        out.append(data[p + 4:p + 4 + ln])
+        p += 4 + ln
+    return out
+
+
+def _ingest(landing: Path, workdir: Path, max_frames: int = 400_000) -> list[str]:
+    """Decode + write of GB/T 32960 frames on one core, beside a plain bytes read of them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .gbt32960 import decode_batch, encode_realtime
+    from .ingest import write_durable
+    from .landing import REALTIME_WRITE_OPTIONS
+
+    tables, n = [], 0
+    for f in sorted((landing / "gbt32960_realtime").glob("dt=*/*.parquet")):
+        t = pq.read_table(f)
+        tables.append(t.slice(0, max_frames - n))
+        n += tables[-1].num_rows
+        if n >= max_frames:
+            break
+    frames, _ = encode_realtime(pa.concat_tables(tables))
+    src = workdir / "frames.bin"
+    with open(src, "wb") as fh:
+        fh.writelines(len(fr).to_bytes(4, "big") + fr for fr in frames)
+    n, nbytes = len(frames), src.stat().st_size
+    del frames
+    out = workdir / "ingest"
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if affinity:
+        os.sched_setaffinity(0, {min(affinity)})  # one core
+    try:
+        t_read = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            got = _read_frames(src)
+            t_read = min(t_read, time.perf_counter() - t0)
+        assert len(got) == n
+        t_dec = float("inf")
+        for rep in range(2):
+            if out.exists():
+                shutil.rmtree(out)
+            t0 = time.perf_counter()
+            got = _read_frames(src)
+            rows = 0
+            for i in range(0, n, 50_000):
+                d = decode_batch(got[i:i + 50_000])
+                rows += d.realtime.num_rows
+                write_durable(d.realtime, out / f"part-bench-0-{i}.parquet", out / "_tmp",
+                              REALTIME_WRITE_OPTIONS)
+            t_dec = min(t_dec, time.perf_counter() - t0)
+        assert rows == n, (rows, n)
+    finally:
+        if affinity:
+            os.sched_setaffinity(0, affinity)
+    rate = n / t_dec
+    return [
+        (f"| GB/T 32960 frames ({nbytes / n:.0f} B each): plain bytes read of {n:,} frames, one "
+         f"core (reference) | {t_read:.2f} | {n / t_read:,.0f} | 1.0 |"),
+        (f"| **read + decode + write landing Parquet (50,000-frame files, fsync), one core** | "
+         f"**{t_dec:.2f}** | **{rate:,.0f}** | {t_dec / t_read:.1f} |"),
+        "",
+        (f"ingest target: decode + write >= {INGEST_TARGET:,} frames/s on one core; this run: "
+         f"{rate:,.0f} frames/s ({'met' if rate >= INGEST_TARGET else 'NOT met'}; a day's 9.5 M "
+         f"frames in {9.5e6 / rate / 60:.1f} min)"),
+    ]
+
+
+def run_ingest_only(workdir: Path, vehicles: int = 250) -> str:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    sim = simulate(SimConfig(vehicles=vehicles, days=1, seed=42), workdir / "landing",
+                   workdir / "truth")
+    lines = ["# Benchmark: GB/T 32960 ingest decoder", "",
+             (f"machine: {os.cpu_count()} cores; fleet {vehicles:,} vehicles x 1 day, "
+             f"{sim.frames:,} frames"), "",
+             "| step | seconds | frames/s | relative |", "|---|---:|---:|---:|"]
+    return "\n".join(lines + _ingest(workdir / "landing", workdir))
+
+
 def run(vehicles: int, days: int, workdir: Path) -> str:
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -173,6 +265,8 @@ def run(vehicles: int, days: int, workdir: Path) -> str:
     ]
     seg_lines, _ = _segmentation()
     lines += seg_lines
+    lines += ["", "| step | seconds | frames/s | relative |", "|---|---:|---:|---:|"]
+    lines += _ingest(landing, workdir)
     return "\n".join(lines)
 
 
@@ -217,7 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(PROJECT_DIR / "bench" / "work"))
     p.add_argument("--spark-sizes", default="25,100,400",
                    help="fleet sizes built on both DuckDB and Spark ('' to skip)")
+    p.add_argument("--only-ingest", action="store_true",
+                   help="only the GB/T 32960 decoder line (a 250-vehicle day, about a minute)")
     args = p.parse_args(argv)
+    if args.only_ingest:
+        print(run_ingest_only(Path(args.workdir)))
+        return 0
     report = run(args.vehicles, args.days, Path(args.workdir))
     if args.spark_sizes:
         sizes = [int(x) for x in args.spark_sizes.split(",")]

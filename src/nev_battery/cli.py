@@ -1,6 +1,8 @@
 """Command-line interface: ``nev-battery <command>``.
 
-simulate   write a simulated fleet's landing zone and ground truth
+simulate   write a simulated fleet's landing zone and ground truth (--to-kafka: its frames to a
+           Kafka topic as GB/T 32960 binary)
+ingest     consume GB/T 32960 frames from Kafka into the landing zone (exactly once)
 build      dbt build of the warehouse (full, or the days given with --dates)
 daily      the daily incremental run: a date, a look-back window and late partitions
 backfill   rebuild a date range
@@ -24,10 +26,37 @@ from pathlib import Path
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     from .simulate import main_simulate, summarize_sessions
 
-    res = main_simulate(args.vehicles, args.days, args.seed, args.out, args.truth,
+    out = args.out
+    if args.to_kafka:
+        if not args.kafka_bootstrap:
+            print("nev-battery simulate: --to-kafka needs --kafka-bootstrap or "
+                  "NEV_KAFKA_BOOTSTRAP", file=sys.stderr)
+            return 2
+        out = tempfile.mkdtemp(prefix="nev-sim-")
+    res = main_simulate(args.vehicles, args.days, args.seed, out, args.truth,
                         args.start_date, args.fault_share, args.dirty_scale, args.scenario)
+    if args.to_kafka:
+        from .ingest import ensure_topic, produce, realtime_frames
+
+        try:
+            t0 = time.perf_counter()
+            frames, keys, ts = realtime_frames(Path(out), args.max_cells_per_frame)
+            ensure_topic(args.kafka_bootstrap, args.topic, args.partitions)
+            n = produce(args.kafka_bootstrap, args.topic, frames, keys, ts)
+            # the vehicle master stays a separate input: written to --out as before
+            master = Path(args.out) / "vehicle_master"
+            shutil.rmtree(master, ignore_errors=True)
+            master.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(Path(out) / "vehicle_master", master)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"produced {n:,} GB/T 32960 frames to {args.topic} at {args.kafka_bootstrap} in "
+              f"{time.perf_counter() - t0:.1f} s; vehicle master in {master}")
     s = summarize_sessions(args.truth)
     print(f"simulated {res.vehicles} vehicles x {args.days} days: {res.frames:,} frames in "
           f"{res.files} files, {res.seconds:.1f} s ({res.frames_per_s:,.0f} frames/s)")
@@ -74,6 +103,33 @@ def non_negative_int(text: str) -> int:
     return n
 
 
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number > 0")
+    return n
+
+
+def positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = 0.0
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return x
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
 def _skip(args: argparse.Namespace) -> list[str]:
     return ["--exclude-resource-type", "test"] if args.skip_tests else []
 
@@ -118,6 +174,27 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return _report_build(build(batch, select=args.select, target=args.target,
                                extra_vars=_vars(args), extra_args=_skip(args),
                                allow_shrink=args.allow_shrink))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import IngestConfig, ingest
+
+    if not args.bootstrap:
+        print("nev-battery ingest: no Kafka cluster: give --bootstrap or set NEV_KAFKA_BOOTSTRAP",
+              file=sys.stderr)
+        return 2
+    cfg = IngestConfig(bootstrap=args.bootstrap, landing=Path(args.landing), topic=args.topic,
+                       group=args.group, roll_messages=args.roll_messages,
+                       roll_bytes=args.roll_mb << 20, roll_seconds=args.roll_seconds,
+                       idle_exit=args.idle_exit, session_timeout_ms=args.session_timeout_ms,
+                       extra=dict(args.kafka_config or []))
+    t0 = time.perf_counter()
+    st = ingest(cfg)
+    rej = ", ".join(f"{k} {v}" for k, v in sorted(st.rejected.items())) or "none"
+    print(f"ingested {st.messages:,} messages from {args.topic} in "
+          f"{time.perf_counter() - t0:.1f} s: {st.realtime_rows:,} real-time rows, "
+          f"{st.sessions:,} login/logout, rejected {rej}; {st.files} files, {st.commits} commits")
+    return 0
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -341,7 +418,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", default="baseline",
                    help="how the BMS and the pack behave: " + ", ".join(_scenario_names())
                    + " (nev_battery.scenarios; baseline = the simulator's own assumptions)")
+    s.add_argument("--to-kafka", action="store_true",
+                   help="send the fleet's real-time frames as GB/T 32960 binary to a Kafka topic "
+                        "(keyed by VIN, timestamp = receive time) instead of writing "
+                        "gbt32960_realtime/; the vehicle master is still written to --out")
+    s.add_argument("--kafka-bootstrap", default=os.environ.get("NEV_KAFKA_BOOTSTRAP"),
+                   help="Kafka bootstrap servers for --to-kafka (default: env NEV_KAFKA_BOOTSTRAP)")
+    s.add_argument("--topic", default="gbt32960", help="topic for --to-kafka (default gbt32960)")
+    s.add_argument("--partitions", type=positive_int, default=6,
+                   help="partitions of the topic when --to-kafka creates it (default 6)")
+    s.add_argument("--max-cells-per-frame", type=positive_int, default=200,
+                   help="cells per frame before a pack is split over several frames (default 200,"
+                        " the 2016 standard's limit)")
     s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("ingest", help="consume GB/T 32960 frames from Kafka into the landing "
+                                      "zone, exactly once (docs/ingest.md)")
+    s.add_argument("--bootstrap", default=os.environ.get("NEV_KAFKA_BOOTSTRAP"),
+                   help="Kafka bootstrap servers (default: env NEV_KAFKA_BOOTSTRAP)")
+    s.add_argument("--topic", default="gbt32960", help="topic of the frames (default gbt32960)")
+    s.add_argument("--group", default="nev-battery-ingest",
+                   help="consumer group (default nev-battery-ingest)")
+    s.add_argument("--landing", default=os.environ.get("NEV_LANDING_ROOT", "data/landing"),
+                   help="landing root (default: env NEV_LANDING_ROOT, else data/landing)")
+    s.add_argument("--roll-messages", type=positive_int, default=50_000,
+                   help="cut a partition's file after this many messages (default 50000)")
+    s.add_argument("--roll-mb", type=positive_int, default=64,
+                   help="cut a partition's file after this many MB of frames (default 64)")
+    s.add_argument("--roll-seconds", type=positive_float, default=60.0,
+                   help="cut a file open this long on a quiet partition (default 60)")
+    s.add_argument("--idle-exit", type=positive_float, default=None,
+                   help="stop after this many seconds without a message (default: run until "
+                        "SIGTERM/SIGINT; both land what is open, commit and leave the group)")
+    s.add_argument("--session-timeout-ms", type=positive_int, default=45_000,
+                   help="consumer-group session timeout (default 45000)")
+    s.add_argument("--kafka-config", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a librdkafka consumer setting (repeatable), e.g. "
+                        "security.protocol=SASL_SSL")
+    s.set_defaults(func=_cmd_ingest)
 
     for name, fn, hlp in (("build", _cmd_build, "dbt build (all days, or --dates)"),
                           ("daily", _cmd_daily, "daily incremental run"),

@@ -614,6 +614,9 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict:
             select reason_code, count(*), string_agg(distinct source_vin, ', ')
             from dws.dws_vehicle_reject group by all order by 1
         """).fetchall()
+    from .ingest import rejected_counts
+
+    out["rejected_frames"] = rejected_counts(landing_root())
     out["notes"] = soh_notes(con)
     if _table_exists(con, SHRINK_TABLE):
         out["notes"] += [f"history shrank with consent on {t:%Y-%m-%d %H:%M} ({c}): {f}"
@@ -655,6 +658,11 @@ def format_summary(s: dict) -> str:
         lines.append("landing files with problems:")
         for f, code, msg in s["landing_problems"]:
             lines.append(f"  {f}: {code}: {msg}")
+    if s.get("rejected_frames"):
+        lines.append("GB/T 32960 frames rejected by the ingest job (landing gbt32960_rejected/), "
+                     "by reason:")
+        for reason, n in s["rejected_frames"]:
+            lines.append(f"  {reason:<32} {n:>10,}")
     if s.get("master_rejects"):
         lines.append("vehicle master rows rejected (dws.dws_vehicle_reject):")
         for reason, n, vins in s["master_rejects"]:
