@@ -1,4 +1,5 @@
-"""The offline jobs on a scheduler: Dagster definitions (``dagster dev -m nev_battery.orchestration``).
+"""The offline jobs on a scheduler: Dagster definitions ``defs`` (with dagster-webserver installed:
+``dagster dev -m nev_battery.orchestration``; docs/operations.md).
 
 Jobs (each op calls the project's own functions: warehouse.build / daily_batch /
 backfill_batch and the ``nev-battery export`` / ``publish`` commands, so every run goes through
