@@ -47,6 +47,10 @@ throughput as (
         s.start_odometer_km,
         s.is_soh_eligible,
         s.ineligible_reason,
+        s.end_reason,
+        s.start_voltage_v,
+        s.start_current_a,
+        s.start_temp_c,
         sum(s.charged_ah) over (
             partition by s.vin order by s.start_time rows between unbounded preceding and current row
         ) as cum_ah
@@ -171,6 +175,15 @@ ordered as (
     from events as e
 ),
 
+previous_event as (
+    -- when the vehicle's previous trip or charge ended: how long it rested before each event
+    select
+        o.vin,
+        o.start_time,
+        lag(o.end_time) over (partition by o.vin order by o.start_time) as prev_end_time
+    from ordered as o
+),
+
 trip_runs as (
     select
         o.*,
@@ -247,10 +260,165 @@ discharge_labels as (
     where w.start_soc_pct - w.end_soc_pct >= {{ var('soh_label_min_delta_soc') }}
 ),
 
+resistance_trips as (
+    -- each trip's pack resistance, R = -sum(dV dI) / sum(dI^2) over its consecutive frames, and
+    -- the temperature it was driven at
+    select
+        t.vin,
+        v.chemistry,
+        {{ epoch_seconds('t.start_time') }} as t_s,
+        ln(-t.ir_sum_dv_di / t.ir_sum_di2) as ln_r,
+        1.0 / (t.mean_temp_c + 273.15) - 1.0 / 298.15 as inv_t
+    from {{ ref('dwd_drive_trip') }} as t
+    inner join {{ ref('dws_vehicle') }} as v on t.vin = v.vin
+    where
+        t.ir_sum_di2 >= {{ var('soh_ocv_min_trip_di2') }}
+        and t.ir_sum_dv_di < 0
+        and t.mean_temp_c is not null
+),
+
+arrhenius as (
+    -- how the resistance changes with temperature, per chemistry, from within-vehicle variation
+    -- (ln R = a_vehicle + k (1/T - 1/298.15)): a charge at another temperature than the trips
+    -- that measured its vehicle's resistance
+    select
+        c.chemistry,
+        sum(c.x * c.y) / nullif(sum(c.x * c.x), 0) as k
+    from (
+        select
+            r.chemistry,
+            r.inv_t - avg(r.inv_t) over (partition by r.vin) as x,
+            r.ln_r - avg(r.ln_r) over (partition by r.vin) as y
+        from resistance_trips as r
+    ) as c
+    group by c.chemistry
+),
+
+ocv_candidates as (
+    -- full charges that start after a rest, with their first frame's voltage and current
+    select
+        sg.*,
+        v.vehicle_model,
+        v.chemistry,
+        v.rated_capacity_ah,
+        v.cells_in_series,
+        ({{ epoch_seconds('sg.start_time') }} - {{ epoch_seconds('p.prev_end_time') }}) / 60.0 as rest_min
+    from segments as sg
+    inner join {{ ref('dws_vehicle') }} as v on sg.vin = v.vin
+    inner join previous_event as p on sg.vin = p.vin and sg.start_time = p.start_time
+    where
+        {{ 'true' if var('soh_ocv_labels') else 'false' }}
+        and sg.end_soc_pct >= 100
+        and sg.end_reason <> 'end_of_data'
+        and sg.start_voltage_v is not null
+        and sg.start_current_a < 0
+        and sg.start_temp_c is not null
+        and ({{ epoch_seconds('sg.start_time') }} - {{ epoch_seconds('p.prev_end_time') }})
+        >= 60 * {{ var('soh_ocv_min_rest_min') }}
+),
+
+ocv_resistance as (
+    -- the vehicle's resistance at the charge's start temperature, from its trips of the
+    -- soh_ocv_resistance_days before the charge
+    select
+        c.vin,
+        c.start_time,
+        exp(avg(r.ln_r - a.k * r.inv_t) + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15))
+            as resistance_ohm
+    from ocv_candidates as c
+    inner join arrhenius as a on c.chemistry = a.chemistry
+    inner join resistance_trips as r
+        on
+            c.vin = r.vin
+            and r.t_s <= {{ epoch_seconds('c.start_time') }}
+            and r.t_s > {{ epoch_seconds('c.start_time') }} - 86400 * {{ var('soh_ocv_resistance_days') }}
+    group by c.vin, c.start_time, c.start_temp_c, a.k
+),
+
+ocv_curve as (
+    select
+        o.chemistry,
+        o.soc_pct as soc_lo,
+        o.ocv_v as ocv_lo,
+        lead(o.soc_pct) over (partition by o.chemistry order by o.soc_pct) as soc_hi,
+        lead(o.ocv_v) over (partition by o.chemistry order by o.soc_pct) as ocv_hi
+    from {{ ref('ocv_soc_curve') }} as o
+),
+
+ocv_read as (
+    -- the cell's OCV at the start: pack voltage + I R (a charging current is negative) per cell
+    select
+        c.*,
+        r.resistance_ohm,
+        (c.start_voltage_v + c.start_current_a * r.resistance_ohm) / c.cells_in_series as cell_ocv_v,
+        -{{ var('soh_ocv_resistance_sd') }} * c.start_current_a * r.resistance_ohm / c.cells_in_series
+            as cell_ocv_sd_v
+    from ocv_candidates as c
+    inner join ocv_resistance as r on c.vin = r.vin and c.start_time = r.start_time
+),
+
+ocv_soc as (
+    select
+        o.*,
+        k.soc_lo + (o.cell_ocv_v - k.ocv_lo) * (k.soc_hi - k.soc_lo) / (k.ocv_hi - k.ocv_lo) as ocv_soc_pct,
+        1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo) as slope_mv_per_pct
+    from ocv_read as o
+    inner join ocv_curve as k
+        on
+            o.chemistry = k.chemistry
+            and k.soc_hi is not null
+            and o.cell_ocv_v >= k.ocv_lo
+            and o.cell_ocv_v < k.ocv_hi
+),
+
+ocv_labels as (
+    -- OCV-anchored labels: the Ah of the whole charge to its completion (100 %) over the SOC its
+    -- rested start voltage reads: no SOC the BMS counted enters, so its capacity belief, its
+    -- re-anchoring habits and what it shows during a top-up do not either
+    select
+        'ocv' as observation_type,
+        o.vin,
+        o.start_time,
+        o.start_date,
+        o.end_time,
+        o.duration_s,
+        o.vehicle_model,
+        o.chemistry,
+        o.rated_capacity_ah,
+        o.charger_type,
+        o.ocv_soc_pct as start_soc_pct,
+        o.end_soc_pct,
+        100 - o.ocv_soc_pct as delta_soc_pct,
+        true as is_full_charge,
+        false as is_plateau_cut,
+        o.charged_ah as measured_ah,
+        co.current_offset_a,
+        o.charged_ah + coalesce(co.current_offset_a, 0) * o.charging_s / 3600 as measured_ah_calibrated,
+        o.mean_c_rate,
+        o.max_c_rate,
+        o.min_temp_c,
+        o.mean_temp_c,
+        o.max_temp_c,
+        o.start_odometer_km,
+        o.ah_since_full_charge,
+        0 as soc_discontinuity_pct,
+        1 as run_count
+    from ocv_soc as o
+    left join {{ ref('dwd_vehicle_current_offset') }} as co on o.vin = co.vin
+    where
+        o.slope_mv_per_pct >= {{ var('soh_ocv_min_slope_mv_per_pct') }}
+        -- the start SOC's error: 1 mV of voltage resolution and the resistance's error times
+        -- the current, through the curve's slope
+        and (1 + 1000 * o.cell_ocv_sd_v) / o.slope_mv_per_pct <= {{ var('soh_ocv_max_soc_sd_pct') }}
+        and 100 - o.ocv_soc_pct >= {{ var('soh_label_min_delta_soc') }}
+),
+
 calibrated as (
     select * from charge_labels
     union all
     select * from discharge_labels
+    union all
+    select * from ocv_labels
 ),
 
 observed as (
