@@ -268,13 +268,13 @@ resistance_trips as (
         v.chemistry,
         {{ epoch_seconds('t.start_time') }} as t_s,
         ln(-t.ir_sum_dv_di / t.ir_sum_di2) as ln_r,
-        1.0 / (t.mean_temp_c + 273.15) - 1.0 / 298.15 as inv_t
+        1.0 / (t.ir_temp_c + 273.15) - 1.0 / 298.15 as inv_t
     from {{ ref('dwd_drive_trip') }} as t
     inner join {{ ref('dws_vehicle') }} as v on t.vin = v.vin
     where
         t.ir_sum_di2 >= {{ var('soh_ocv_min_trip_di2') }}
         and t.ir_sum_dv_di < 0
-        and t.mean_temp_c is not null
+        and t.ir_temp_c is not null
 ),
 
 arrhenius as (
@@ -294,39 +294,82 @@ arrhenius as (
     group by c.chemistry
 ),
 
-ocv_candidates as (
-    -- full charges that start after a rest, with their first frame's voltage and current
+ah_events as (
+    -- every trip and charge with the Ah it put into the pack (offset-calibrated: a trip's net
+    -- discharge counts negative), its first frame, and the temperatures it ran at
     select
-        sg.*,
-        v.vehicle_model,
-        v.chemistry,
-        v.rated_capacity_ah,
-        v.cells_in_series,
-        ({{ epoch_seconds('sg.start_time') }} - {{ epoch_seconds('p.prev_end_time') }}) / 60.0 as rest_min
-    from segments as sg
-    inner join {{ ref('dws_vehicle') }} as v on sg.vin = v.vin
-    inner join previous_event as p on sg.vin = p.vin and sg.start_time = p.start_time
+        t.vin,
+        t.start_time,
+        t.end_time,
+        cast(null as {{ str_type() }}) as charger_type,
+        false as is_full,
+        -(t.ah_out - t.ah_regen - coalesce(o.current_offset_a, 0) * t.duration_s / 3600) as ah_in,
+        t.start_voltage_v,
+        t.start_current_a,
+        t.start_temp_c,
+        t.min_temp_c,
+        t.mean_temp_c,
+        t.max_temp_c
+    from {{ ref('dwd_drive_trip') }} as t
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on t.vin = o.vin
+    union all
+    select
+        s.vin,
+        s.start_time,
+        s.end_time,
+        s.charger_type,
+        s.end_soc_pct >= 100 and s.end_reason <> 'end_of_data' as is_full,
+        s.charged_ah + coalesce(o.current_offset_a, 0) * s.charging_s / 3600 as ah_in,
+        s.start_voltage_v,
+        s.start_current_a,
+        s.start_temp_c,
+        s.min_temp_c,
+        s.mean_temp_c,
+        s.max_temp_c
+    from segments as s
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on s.vin = o.vin
+),
+
+ah_counted as (
+    -- the vehicle's own Ah counter (no BMS in it) at each event's start, and its rest before
+    select
+        e.*,
+        coalesce(sum(e.ah_in) over (
+            partition by e.vin order by e.start_time
+            rows between unbounded preceding and 1 preceding
+        ), 0) as ah_before,
+        lag(e.end_time) over (partition by e.vin order by e.start_time) as prev_end_time
+    from ah_events as e
+),
+
+rested_starts as (
+    -- events that start after a rest: their first frame's voltage is near the OCV
+    select c.*
+    from ah_counted as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
     where
         {{ 'true' if var('soh_ocv_labels') else 'false' }}
-        and sg.end_soc_pct >= 100
-        and sg.end_reason <> 'end_of_data'
-        and sg.start_voltage_v is not null
-        and sg.start_current_a < 0
-        and sg.start_temp_c is not null
-        and ({{ epoch_seconds('sg.start_time') }} - {{ epoch_seconds('p.prev_end_time') }})
+        and c.prev_end_time is not null
+        and c.start_voltage_v is not null
+        and c.start_current_a is not null
+        and c.start_temp_c is not null
+        and abs(c.start_current_a) <= {{ var('soh_ocv_max_c_rate') }} * v.rated_capacity_ah
+        and (c.charger_type is not null or {{ 'true' if var('soh_ocv_trip_anchors') else 'false' }})
+        and {{ epoch_seconds('c.start_time') }} - {{ epoch_seconds('c.prev_end_time') }}
         >= 60 * {{ var('soh_ocv_min_rest_min') }}
 ),
 
 ocv_resistance as (
-    -- the vehicle's resistance at the charge's start temperature, from its trips of the
-    -- soh_ocv_resistance_days before the charge
+    -- the vehicle's resistance at the start's temperature, from its trips of the
+    -- soh_ocv_resistance_days before it
     select
         c.vin,
         c.start_time,
         exp(avg(r.ln_r - a.k * r.inv_t) + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15))
             as resistance_ohm
-    from ocv_candidates as c
-    inner join arrhenius as a on c.chemistry = a.chemistry
+    from rested_starts as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
+    inner join arrhenius as a on v.chemistry = a.chemistry
     inner join resistance_trips as r
         on
             c.vin = r.vin
@@ -346,22 +389,31 @@ ocv_curve as (
 ),
 
 ocv_read as (
-    -- the cell's OCV at the start: pack voltage + I R (a charging current is negative) per cell
+    -- the cell's OCV at the start: (pack voltage + I R) per cell (a charging current is
+    -- negative), and its error from the resistance's
     select
         c.*,
-        r.resistance_ohm,
-        (c.start_voltage_v + c.start_current_a * r.resistance_ohm) / c.cells_in_series as cell_ocv_v,
-        -{{ var('soh_ocv_resistance_sd') }} * c.start_current_a * r.resistance_ohm / c.cells_in_series
+        v.chemistry,
+        (c.start_voltage_v + c.start_current_a * r.resistance_ohm) / v.cells_in_series as cell_ocv_v,
+        {{ var('soh_ocv_resistance_sd') }} * abs(c.start_current_a) * r.resistance_ohm / v.cells_in_series
             as cell_ocv_sd_v
-    from ocv_candidates as c
+    from rested_starts as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
     inner join ocv_resistance as r on c.vin = r.vin and c.start_time = r.start_time
 ),
 
-ocv_soc as (
+anchors as (
+    -- points where the SOC is known without the BMS: a rested start read through the OCV
+    -- curve where it is steep and the voltage error small, and the end of a full charge (100)
     select
-        o.*,
-        k.soc_lo + (o.cell_ocv_v - k.ocv_lo) * (k.soc_hi - k.soc_lo) / (k.ocv_hi - k.ocv_lo) as ocv_soc_pct,
-        1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo) as slope_mv_per_pct
+        o.vin,
+        o.start_time as anchor_time,
+        o.ah_before as ah_counter,
+        k.soc_lo + (o.cell_ocv_v - k.ocv_lo) * (k.soc_hi - k.soc_lo) / (k.ocv_hi - k.ocv_lo) as soc_pct,
+        o.charger_type,
+        o.min_temp_c,
+        o.mean_temp_c,
+        o.max_temp_c
     from ocv_read as o
     inner join ocv_curve as k
         on
@@ -369,48 +421,83 @@ ocv_soc as (
             and k.soc_hi is not null
             and o.cell_ocv_v >= k.ocv_lo
             and o.cell_ocv_v < k.ocv_hi
+    where
+        1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo) >= {{ var('soh_ocv_min_slope_mv_per_pct') }}
+        -- the SOC's error: 1 mV of voltage resolution and the resistance's error times the
+        -- current, through the curve's slope
+        and (1 + 1000 * o.cell_ocv_sd_v) / (1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo))
+        <= {{ var('soh_ocv_max_soc_sd_pct') }}
+    union all
+    select
+        c.vin,
+        c.end_time as anchor_time,
+        c.ah_before + c.ah_in as ah_counter,
+        100 as soc_pct,
+        cast(null as {{ str_type() }}) as charger_type,
+        c.min_temp_c,
+        c.mean_temp_c,
+        c.max_temp_c
+    from ah_counted as c
+    where {{ 'true' if var('soh_ocv_labels') else 'false' }} and c.is_full
+),
+
+anchor_pairs as (
+    select
+        a.*,
+        lag(a.anchor_time) over (partition by a.vin order by a.anchor_time) as prev_time,
+        lag(a.ah_counter) over (partition by a.vin order by a.anchor_time) as prev_ah_counter,
+        lag(a.soc_pct) over (partition by a.vin order by a.anchor_time) as prev_soc_pct,
+        lag(a.charger_type) over (partition by a.vin order by a.anchor_time) as prev_charger_type,
+        lag(a.min_temp_c) over (partition by a.vin order by a.anchor_time) as prev_min_temp_c,
+        lag(a.mean_temp_c) over (partition by a.vin order by a.anchor_time) as prev_mean_temp_c,
+        lag(a.max_temp_c) over (partition by a.vin order by a.anchor_time) as prev_max_temp_c
+    from anchors as a
 ),
 
 ocv_labels as (
-    -- OCV-anchored labels: the Ah of the whole charge to its completion (100 %) over the SOC its
-    -- rested start voltage reads: no SOC the BMS counted enters, so its capacity belief, its
-    -- re-anchoring habits and what it shows during a top-up do not either
+    -- OCV-anchored labels: the Ah the vehicle's own counter saw between two consecutive anchors
+    -- over the SOC they differ by. No SOC the BMS counted enters, so its capacity belief, its
+    -- re-anchoring habits and what it shows during a top-up do not either: a rested charge
+    -- start to the charge's completion, a full charge's end to the next rested start, ...
     select
         'ocv' as observation_type,
-        o.vin,
-        o.start_time,
-        o.start_date,
-        o.end_time,
-        o.duration_s,
-        o.vehicle_model,
-        o.chemistry,
-        o.rated_capacity_ah,
-        o.charger_type,
-        o.ocv_soc_pct as start_soc_pct,
-        o.end_soc_pct,
-        100 - o.ocv_soc_pct as delta_soc_pct,
-        true as is_full_charge,
+        p.vin,
+        p.prev_time as start_time,
+        cast(p.prev_time as date) as start_date,
+        p.anchor_time as end_time,
+        {{ epoch_seconds('p.anchor_time') }} - {{ epoch_seconds('p.prev_time') }} as duration_s,
+        v.vehicle_model,
+        v.chemistry,
+        v.rated_capacity_ah,
+        case when p.soc_pct > p.prev_soc_pct then p.prev_charger_type else 'none' end as charger_type,
+        p.prev_soc_pct as start_soc_pct,
+        p.soc_pct as end_soc_pct,
+        abs(p.soc_pct - p.prev_soc_pct) as delta_soc_pct,
+        p.soc_pct >= 100 as is_full_charge,
         false as is_plateau_cut,
-        o.charged_ah as measured_ah,
+        abs(p.ah_counter - p.prev_ah_counter) as measured_ah,
         co.current_offset_a,
-        o.charged_ah + coalesce(co.current_offset_a, 0) * o.charging_s / 3600 as measured_ah_calibrated,
-        o.mean_c_rate,
-        o.max_c_rate,
-        o.min_temp_c,
-        o.mean_temp_c,
-        o.max_temp_c,
-        o.start_odometer_km,
-        o.ah_since_full_charge,
+        abs(p.ah_counter - p.prev_ah_counter) as measured_ah_calibrated,
+        cast(null as double) as mean_c_rate,
+        cast(null as double) as max_c_rate,
+        p.prev_min_temp_c as min_temp_c,
+        p.prev_mean_temp_c as mean_temp_c,
+        p.prev_max_temp_c as max_temp_c,
+        cast(null as double) as start_odometer_km,
+        cast(null as double) as ah_since_full_charge,
         0 as soc_discontinuity_pct,
         1 as run_count
-    from ocv_soc as o
-    left join {{ ref('dwd_vehicle_current_offset') }} as co on o.vin = co.vin
+    from anchor_pairs as p
+    inner join {{ ref('dws_vehicle') }} as v on p.vin = v.vin
+    left join {{ ref('dwd_vehicle_current_offset') }} as co on p.vin = co.vin
     where
-        o.slope_mv_per_pct >= {{ var('soh_ocv_min_slope_mv_per_pct') }}
-        -- the start SOC's error: 1 mV of voltage resolution and the resistance's error times
-        -- the current, through the curve's slope
-        and (1 + 1000 * o.cell_ocv_sd_v) / o.slope_mv_per_pct <= {{ var('soh_ocv_max_soc_sd_pct') }}
-        and 100 - o.ocv_soc_pct >= {{ var('soh_label_min_delta_soc') }}
+        p.prev_time is not null
+        and abs(p.soc_pct - p.prev_soc_pct) >= {{ var('soh_label_min_delta_soc') }}
+        -- the counter moved the way the SOC did
+        and (p.soc_pct - p.prev_soc_pct) * (p.ah_counter - p.prev_ah_counter) > 0
+        -- frames lost between far-apart anchors would be Ah the counter never saw
+        and {{ epoch_seconds('p.anchor_time') }} - {{ epoch_seconds('p.prev_time') }}
+        <= 3600 * {{ var('soh_ocv_max_span_h') }}
 ),
 
 calibrated as (
