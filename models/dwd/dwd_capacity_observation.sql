@@ -268,13 +268,13 @@ resistance_trips as (
         v.chemistry,
         {{ epoch_seconds('t.start_time') }} as t_s,
         ln(-t.ir_sum_dv_di / t.ir_sum_di2) as ln_r,
-        1.0 / (t.ir_temp_c + 273.15) - 1.0 / 298.15 as inv_t
+        1.0 / (t.mean_temp_c + 273.15) - 1.0 / 298.15 as inv_t
     from {{ ref('dwd_drive_trip') }} as t
     inner join {{ ref('dws_vehicle') }} as v on t.vin = v.vin
     where
         t.ir_sum_di2 >= {{ var('soh_ocv_min_trip_di2') }}
         and t.ir_sum_dv_di < 0
-        and t.ir_temp_c is not null
+        and t.mean_temp_c is not null
 ),
 
 arrhenius as (
@@ -441,6 +441,17 @@ anchors as (
     where {{ 'true' if var('soh_ocv_labels') else 'false' }} and c.is_full
 ),
 
+anchor_turns as (
+    -- the anchors where the SOC turns (a discharge's lowest, a charge's highest, and each
+    -- vehicle's first and last): pairs of consecutive turns span whole charges and discharges,
+    -- the largest ΔSOC and so the smallest relative error, and never overlap
+    select
+        a.*,
+        a.soc_pct - lag(a.soc_pct) over (partition by a.vin order by a.anchor_time) as d_prev,
+        lead(a.soc_pct) over (partition by a.vin order by a.anchor_time) - a.soc_pct as d_next
+    from anchors as a
+),
+
 anchor_pairs as (
     select
         a.*,
@@ -451,7 +462,8 @@ anchor_pairs as (
         lag(a.min_temp_c) over (partition by a.vin order by a.anchor_time) as prev_min_temp_c,
         lag(a.mean_temp_c) over (partition by a.vin order by a.anchor_time) as prev_mean_temp_c,
         lag(a.max_temp_c) over (partition by a.vin order by a.anchor_time) as prev_max_temp_c
-    from anchors as a
+    from anchor_turns as a
+    where a.d_prev is null or a.d_next is null or a.d_prev * a.d_next <= 0
 ),
 
 ocv_labels as (

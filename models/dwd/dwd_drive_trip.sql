@@ -88,9 +88,6 @@ trips as (
         {{ min_by('n.total_current_a', 'n.collect_time') }} as start_current_a,
         {{ min_by('n.min_temp_c', 'n.collect_time') }} as start_temp_c,
         {{ exact_sum(ir_pair ~ ' * n.dv_prev_v * n.di_prev_a', 6) }} as ir_sum_dv_di,
-        -- the temperature that resistance is read at: the coldest probe, as at an anchor
-        -- (dwd_capacity_observation), where a DC current's hot spots would mislead the hottest
-        {{ exact_sum('n.min_temp_c', 3) }} / nullif(count(n.min_temp_c), 0) as ir_temp_c,
         {{ exact_sum(ir_pair ~ ' * n.di_prev_a * n.di_prev_a', 6) }} as ir_sum_di2,
         sum(
             case
@@ -135,7 +132,6 @@ final as (
         t.gap_count,
         t.ir_sum_dv_di,
         t.ir_sum_di2,
-        t.ir_temp_c,
         t.start_voltage_v,
         t.start_current_a,
         t.start_temp_c

@@ -187,10 +187,13 @@ def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
     """Condition covariates of a capacity label: temperature below / above 25 degC (piecewise
     linear), DC charger, mean C-rate, 1/ΔSOC, a full charge and a discharge window; and for an
     OCV label a DC charger (its start voltage is read under a DC current: the resistance's
-    error weighs more). Centred so that g = 0 at 25 degC, an AC charge, 0.3 C, ΔSOC 50, not
+    error weighs more) and a falling SOC. Centred so that g = 0 at 25 degC, an AC charge, 0.3 C, ΔSOC 50, not
     full. The DC, ΔSOC and full-charge terms describe how a BMS's count behaves and apply to
     BMS labels only (on those the columns are the ones models before OCV labels were fitted
-    on: the first seven)."""
+    on: the first seven). Among OCV labels, those from a rested AC charge start to its
+    completion (the lowest current, the least I R to correct) are the reference: a DC start,
+    or a pair of anchors the SOC fell between (trip starts, a full charge's end), gets an
+    offset of its own, learnt within vehicles."""
     t = pd.to_numeric(obs["mean_temp_c"], errors="coerce").fillna(25.0).to_numpy(float)
     ocv = _is_ocv(obs)
     dc = (obs["charger_type"].astype("str") == "DC").to_numpy()
@@ -203,6 +206,7 @@ def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
         (obs["is_full_charge"].astype("bool").to_numpy() & ~ocv).astype(float),
         _is_discharge(obs).astype(float),
         (dc & ocv).astype(float),
+        (ocv & (obs["charger_type"].astype("str") == "none").to_numpy()).astype(float),
     ])
 
 
