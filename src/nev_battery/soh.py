@@ -597,14 +597,20 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     disch_var = _moment_var(per.loc[both, "d"], per.loc[both, "var_d"], 0.01)
     # the level prior is what the population model misses on a vehicle it has not seen: the
     # residuals of its first two observations share that miss but not their label noise, so
-    # E[r1·r2] = tau² + u1·u2·gain_var + v1·v2·disch_var
+    # E[r1·r2] = tau² + u1·u2·gain_var + v1·v2·disch_var + m1·m2·bias_var; read on OCV labels
+    # where enough vehicles have two (E[r1·r2] = tau² there)
     # k (around its fleet mean) is identified on vehicles with labels of both sources
     anchored = (per["n_ocv"] >= 2) & (per["n"] - per["n_ocv"] >= 2)
     bias_var = _moment_var(per.loc[anchored, "k"], per.loc[anchored, "var_k"], 0.05)
     tau2 = _moment_var(per["b"], per["var_b"], 0.05)
     kv, kr, kH = vin[keep], r_oof[keep], H_oof[keep]
     first = np.flatnonzero(np.r_[True, kv[1:] != kv[:-1]][:-1] & (kv[1:] == kv[:-1]))
-    if first.size >= settings.min_training_vehicles:
+    # a vehicle's first two OCV labels share b alone (no BMS in them: no g, d or k)
+    ov, orr = kv[kH[:, 3] == 0], kr[kH[:, 3] == 0]
+    first_ocv = np.flatnonzero(np.r_[True, ov[1:] != ov[:-1]][:-1] & (ov[1:] == ov[:-1]))
+    if first_ocv.size >= settings.min_training_vehicles:
+        tau2 = max(float(np.mean(orr[first_ocv] * orr[first_ocv + 1])), 0.05)
+    elif first.size >= settings.min_training_vehicles:
         prod = (kr[first] * kr[first + 1] - kH[first, 1] * kH[first + 1, 1] * gain_var
                 - kH[first, 2] * kH[first + 1, 2] * disch_var
                 - kH[first, 3] * kH[first + 1, 3] * bias_var)
@@ -627,6 +633,14 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
 
     population = PopulationModel(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
                                  n_veh, categories)
+    # the BMS bias's mean again, against the fade of the population model apply() will use:
+    # the first one was measured against f1, which the biased labels pulled up (its fade too
+    # small, its slope too steep for an unbiased fade)
+    ref_fin = population.predict(x)
+    H_fin, _ = label_design(tr, ref_fin, settings.drift_max_efc)
+    _, per_fin = _per_vehicle_fit(vin[keep], H_fin[keep], (y - cond @ coef - ref_fin)[keep],
+                                  w[keep])
+    bms_bias = _bms_bias(per_fin, vin[keep], ref_fin[keep], ocv[keep])
     metrics = {
         "training_vehicles": int(n_veh),
         "holdout_vehicles": int(o.loc[hold, "vin"].nunique()),

@@ -200,15 +200,15 @@ def test_dispersion_widens_only_vehicles_whose_labels_disagree():
 
 def _lagging_fleet(ocv_share=0.7, seed=3):
     """The synthetic fleet with BMSs that count against a capacity belief lagging the fade: every
-    label the BMS's SOC enters reads the belief, (1 - tracking) x the fade above the true SOH,
-    tracking U(0.2, 0.7) per vehicle. ocv_share of the vehicles also have OCV labels (no BMS SOC
+    label the BMS's SOC enters reads the belief, (1 - tracking) x the fade (100 - true SOH)
+    above the true SOH, tracking U(0.2, 0.7) per vehicle. ocv_share of the vehicles also have OCV labels (no BMS SOC
     in them: unbiased, noisier) on about one day in fifteen."""
     feats, obs, truth = _synthetic_fleet(seed=seed)
     rng = np.random.default_rng(seed + 100)
     vins = truth.vin.unique()
     tracking = pd.Series(rng.uniform(0.2, 0.7, len(vins)), index=vins)
-    first = truth.groupby("vin")["true"].transform("first") + 1.0  # BOL above the first day
-    t = truth.assign(fade=first - truth["true"])
+    # the belief follows part of the fade from the rated capacity
+    t = truth.assign(fade=(100.0 - truth["true"]).clip(lower=0.0))
     o = obs.merge(t.rename(columns={"date": "start_date"}), on=["vin", "start_date"])
     o["soh_obs_pct"] = o["soh_obs_pct"] + (1 - o.vin.map(tracking)) * o["fade"]
     with_ocv = vins[rng.random(len(vins)) < ocv_share]
