@@ -433,7 +433,7 @@ anchors as (
         c.end_time as anchor_time,
         c.ah_before + c.ah_in as ah_counter,
         100 as soc_pct,
-        cast(null as {{ str_type() }}) as charger_type,
+        c.charger_type,
         c.min_temp_c,
         c.mean_temp_c,
         c.max_temp_c
@@ -481,7 +481,12 @@ ocv_labels as (
         v.vehicle_model,
         v.chemistry,
         v.rated_capacity_ah,
-        case when p.soc_pct > p.prev_soc_pct then p.prev_charger_type else 'none' end as charger_type,
+        -- a rising SOC: the charger of the charge the pair starts with or ends with (a charge
+        -- that was not a rested start ends in a full-charge anchor), else unknown
+        case
+            when p.soc_pct > p.prev_soc_pct then coalesce(p.prev_charger_type, p.charger_type, 'unknown')
+            else 'none'
+        end as charger_type,
         p.prev_soc_pct as start_soc_pct,
         p.soc_pct as end_soc_pct,
         abs(p.soc_pct - p.prev_soc_pct) as delta_soc_pct,
