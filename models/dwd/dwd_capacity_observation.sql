@@ -283,12 +283,16 @@ arrhenius as (
     -- that measured its vehicle's resistance
     select
         c.chemistry,
-        sum(c.x * c.y) / nullif(sum(c.x * c.x), 0) as k
+        -- sums in fixed point, here and below: a float sum in whatever order the rows come
+        -- differs from run to run in its last bits, and so would a retrained SOH model
+        {{ exact_sum('c.x * c.y', 18) }} / nullif({{ exact_sum('c.x * c.x', 18) }}, 0) as k
     from (
         select
             r.chemistry,
-            r.inv_t - avg(r.inv_t) over (partition by r.vin) as x,
-            r.ln_r - avg(r.ln_r) over (partition by r.vin) as y
+            r.inv_t - cast(sum(cast(r.inv_t as decimal(38, 15))) over (partition by r.vin) as double)
+            / count(*) over (partition by r.vin) as x,
+            r.ln_r - cast(sum(cast(r.ln_r as decimal(38, 12))) over (partition by r.vin) as double)
+            / count(*) over (partition by r.vin) as y
         from resistance_trips as r
     ) as c
     group by c.chemistry
@@ -334,10 +338,10 @@ ah_counted as (
     -- the vehicle's own Ah counter (no BMS in it) at each event's start, and its rest before
     select
         e.*,
-        coalesce(sum(e.ah_in) over (
+        coalesce(cast(sum(cast(e.ah_in as decimal(38, 6))) over (
             partition by e.vin order by e.start_time
             rows between unbounded preceding and 1 preceding
-        ), 0) as ah_before,
+        ) as double), 0) as ah_before,
         lag(e.end_time) over (partition by e.vin order by e.start_time) as prev_end_time
     from ah_events as e
 ),
@@ -365,8 +369,8 @@ ocv_resistance as (
     select
         c.vin,
         c.start_time,
-        exp(avg(r.ln_r - a.k * r.inv_t) + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15))
-            as resistance_ohm
+        exp({{ exact_sum('r.ln_r - a.k * r.inv_t', 12) }} / count(*)
+            + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15)) as resistance_ohm
     from rested_starts as c
     inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
     inner join arrhenius as a on v.chemistry = a.chemistry

@@ -421,7 +421,10 @@ def _valid_observations(obs: pd.DataFrame) -> pd.DataFrame:
     ok = obs["capacity_reject_reason"].isna() & obs["soh_obs_pct"].notna()
     out = obs.loc[ok].copy()
     out["day"] = _day_number(out["start_date"])
-    return out.sort_values(["vin", "day", "start_time"], kind="stable", ignore_index=True)
+    # observation_type: an OCV label can share its start with a charge label; a total order
+    # keeps the sums (and the retrained model) the same whatever order the rows come in
+    return out.sort_values(["vin", "day", "start_time", "observation_type"], kind="stable",
+                           ignore_index=True)
 
 
 def _rolling_median(obs: pd.DataFrame, n: int) -> np.ndarray:
