@@ -582,7 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill" and args.end < args.start:
         args.parser.error(f"argument --end: {args.end} is before --start {args.start}")
     try:
-        if args.command in LOCKED:
+        # evaluate scenarios works on fleet folders of its own (each build takes that fleet's
+        # lock), never on the project's warehouse
+        scenarios = args.command == "evaluate" and args.what == "scenarios"
+        if args.command in LOCKED and not scenarios:
             with warehouse_lock(args.command):
                 return args.func(args)
         return args.func(args)
