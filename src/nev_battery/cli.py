@@ -93,34 +93,22 @@ def iso_dates(text: str) -> list[str]:
     return [str(iso_date(d.strip())) for d in text.split(",")]
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return n
+def _number(kind: type, minimum: float, inclusive: bool, what: str):
+    """An argparse type: a number of `kind` at least (inclusive) or above `minimum`."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            x = None
+        if x is None or not (x >= minimum if inclusive else x > minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return x
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number > 0")
-    return n
-
-
-def positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        x = 0.0
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
-    return x
+non_negative_int = _number(int, 0, True, "a whole number >= 0")
+positive_int = _number(int, 0, False, "a whole number > 0")
+positive_float = _number(float, 0.0, False, "a number > 0")
 
 
 def key_value(text: str) -> tuple[str, str]:

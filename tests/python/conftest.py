@@ -69,3 +69,20 @@ def rules_db(mysql_server):
     with con.cursor() as cur:
         cur.execute(f"drop database if exists `{name}`")
     con.close()
+
+
+# --- a Kafka-protocol broker (Tansu) and the simulator's direct landing, for the ingest tests --
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    from kafka_fixture import start_broker
+
+    yield from start_broker(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory) -> Path:
+    from kafka_fixture import direct_landing
+
+    return direct_landing(tmp_path_factory)
