@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "installing the pinned dependencies into $(VENV) (once per change of the lock; about 2 minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,scheduler]' ./$(ADAPTER) ./$(ADAPTER_CHDB)
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 $(BI_STAMP): requirements-bi.lock | $(STAMP)

@@ -44,3 +44,19 @@ with ordered as (
 select * from ordered
 where value < previous_value - {{ tolerance }}
 {% endtest %}
+
+{#- An OCV curve whose voltage does not rise strictly with the SOC cannot be read backwards:
+    the pairs of neighbouring points (per chemistry) where it falls or stays flat. -#}
+{% test ocv_curve_is_increasing(model) %}
+with ordered as (
+    select
+        chemistry,
+        soc_pct,
+        ocv_v,
+        lag(ocv_v) over (partition by chemistry order by soc_pct) as prev_ocv_v
+    from {{ model }}
+)
+
+select * from ordered
+where prev_ocv_v is not null and ocv_v <= prev_ocv_v
+{% endtest %}

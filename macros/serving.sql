@@ -183,3 +183,16 @@ select
 from served cross join lake
 where served.n != lake.n
 {% endtest %}
+
+{#- The served tables' TTL applied now (dbt run-operation serving_materialize_ttl, the monthly
+    job): rows older than serving_ttl_months leave at once instead of at a later merge. Tables
+    without a TTL (the whole, unpartitioned ones) are left alone. -#}
+{% macro serving_materialize_ttl() -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' and 'serving' in node.tags and node.config.get('ttl') -%}
+        {%- set rel = adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias) -%}
+        {%- if rel is not none -%}
+            {%- do run_query('alter table ' ~ rel ~ ' materialize ttl settings mutations_sync = 2') -%}
+            {{ log('TTL applied: ' ~ rel, info=true) }}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}

@@ -1,29 +1,10 @@
-{#- Rows of the seed signal_range_limits, read at execute time, so that a limit or an action is
-    a seed change only. Each row: signal, column_name (decoded ODS column), field_name (landing
+{#- Rows of the rule table signal_range_limits (the seed, or the run's snapshot of MySQL, macro
+    rule_rows), read at execute time, so that a limit or an action is a data change only. Each row: signal, column_name (decoded ODS column), field_name (landing
     field reported in the quarantine), is_array, min_value, max_value, action
     ('null_field' or 'reject_row'). Optional filter on action. Empty list at parse time. -#}
 {% macro get_signal_range_limits(action=none) -%}
-    {%- set seed = ref('signal_range_limits') -%}
-    {%- if not execute -%}
-        {{ return([]) }}
-    {%- endif -%}
-    {%- set rel = adapter.get_relation(database=seed.database, schema=seed.schema, identifier=seed.identifier) -%}
-    {%- if rel is none -%}
-        {#- Building DWS without its limits would silently skip the range checks. Compile-only
-            callers (sqlfluff, dbt compile, docs) get an empty list instead. -#}
-        {%- if invocation_args_dict.get('which') in ('run', 'build') -%}
-            {{ exceptions.raise_compiler_error("seed signal_range_limits not found at " ~ seed ~ ": run `dbt seed` (or `dbt build`) first") }}
-        {%- endif -%}
-        {{ return([]) }}
-    {%- endif -%}
-    {%- set query -%}
-        select signal, column_name, field_name, is_array, min_value, max_value, action
-        from {{ rel }}
-        {% if action is not none %}where action = '{{ action }}'{% endif %}
-        order by signal
-    {%- endset -%}
     {%- set rows = [] -%}
-    {%- for r in run_query(query).rows -%}
+    {%- for r in rule_rows('signal_range_limits') | sort(attribute='signal', case_sensitive=true) if action is none or r['action'] == action -%}
         {%- if r['action'] not in ('null_field', 'reject_row') -%}
             {{ exceptions.raise_compiler_error("signal_range_limits: unknown action '" ~ r['action'] ~ "' for " ~ r['signal']) }}
         {%- endif -%}

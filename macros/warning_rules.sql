@@ -1,29 +1,12 @@
-{#- Rows of the seed warning_rules (enabled ones), read at execute time, so that adding or
-    changing a rule is a seed change only. Each row: rule_id, warning_type, metric (a column of
+{#- Rows of the rule table warning_rules (enabled ones: the seed, or the run's snapshot of MySQL,
+    macro rule_rows), read at execute time, so that adding or changing a rule is a data change only. Each row: rule_id, warning_type, metric (a column of
     dwd_rule_episode's frame metrics), operator (>=, >, <=, <), threshold, min_duration_s,
     level (1..3), chemistry and vehicle_model scope (ALL or a value). An unknown metric or
     operator stops the build with the rule's id. Empty list at parse time. -#}
 {% macro get_warning_rules() -%}
-    {%- set seed = ref('warning_rules') -%}
-    {%- if not execute -%}
-        {{ return([]) }}
-    {%- endif -%}
-    {%- set rel = adapter.get_relation(database=seed.database, schema=seed.schema, identifier=seed.identifier) -%}
-    {%- if rel is none -%}
-        {%- if invocation_args_dict.get('which') in ('run', 'build') -%}
-            {{ exceptions.raise_compiler_error("seed warning_rules not found at " ~ seed ~ ": run `dbt seed` (or `dbt build`) first") }}
-        {%- endif -%}
-        {{ return([]) }}
-    {%- endif -%}
-    {%- set query -%}
-        select rule_id, warning_type, metric, operator, threshold, min_duration_s, level,
-               chemistry, vehicle_model, enabled
-        from {{ rel }}
-        order by rule_id
-    {%- endset -%}
     {%- set metrics = warning_rule_metrics() -%}
     {%- set rows = [] -%}
-    {%- for r in run_query(query).rows -%}
+    {%- for r in rule_rows('warning_rules') | sort(attribute='rule_id', case_sensitive=true) -%}
         {%- if r['enabled'] in (true, 'true', 'True', 1) -%}
             {%- if r['metric'] not in metrics -%}
                 {{ exceptions.raise_compiler_error("warning_rules: rule " ~ r['rule_id'] ~ " has unknown metric '" ~ r['metric'] ~ "' (known: " ~ (metrics.keys() | list | join(', ')) ~ ")") }}

@@ -28,7 +28,8 @@ episodes as (
             ''
         )
         || ', ' || cast(r.duration_s as {{ str_type() }}) || ' s'
-        || coalesce('; ' || r.calibration_reason, '') as evidence
+        || coalesce('; ' || r.calibration_reason, '') as evidence,
+        r.rules_version
     from {{ ref('dwd_rule_episode_calibrated') }} as r
     union all
     select
@@ -39,7 +40,8 @@ episodes as (
         {{ dbt.dateadd('day', 1, 'cast(d.date as timestamp)') }} as end_time,
         d.peak_value,
         d.detector,
-        d.evidence
+        d.evidence,
+        d.rules_version
     from {{ ref('dwd_battery_detector_daily') }} as d
 ),
 
@@ -96,6 +98,7 @@ warnings as (
         {{ min_by('n.peak_value', 'n.speaker_rank') }} as peak_value,
         {{ min_by('n.detector', 'n.speaker_rank') }} as detector,
         {{ min_by('n.evidence', 'n.speaker_rank') }} as evidence,
+        {{ min_by('n.rules_version', 'n.speaker_rank') }} as rules_version,
         count(*) as episode_count
     from spoken as n
     group by n.vin, n.warning_type, n.warning_no
@@ -113,5 +116,6 @@ select
     w.evidence,
     w.first_level2_time,
     w.first_level3_time,
-    w.episode_count
+    w.episode_count,
+    w.rules_version
 from warnings as w

@@ -34,7 +34,7 @@ sources as (
         cast(r.level as integer) as configured_level,
         s.vehicle_model,
         s.chemistry
-    from {{ ref('warning_rules') }} as r
+    from {{ rules_relation('warning_rules') }} as r
     inner join scopes as s
         on
             (r.chemistry in ('ALL', '') or r.chemistry is null or r.chemistry = s.chemistry)

@@ -469,5 +469,8 @@ select
     f.element_no,
     cast(f.level as integer) as level,
     f.peak_value,
-    f.evidence
+    f.evidence,
+    -- the rules version (content hash of the rule tables, detector settings included) of the run
+    -- that judged the day
+    cast('{{ rules_version() }}' as {{ str_type() }}) as rules_version
 from flags as f

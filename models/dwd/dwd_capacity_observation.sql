@@ -47,6 +47,10 @@ throughput as (
         s.start_odometer_km,
         s.is_soh_eligible,
         s.ineligible_reason,
+        s.end_reason,
+        s.start_voltage_v,
+        s.start_current_a,
+        s.start_temp_c,
         sum(s.charged_ah) over (
             partition by s.vin order by s.start_time rows between unbounded preceding and current row
         ) as cum_ah
@@ -171,6 +175,15 @@ ordered as (
     from events as e
 ),
 
+previous_event as (
+    -- when the vehicle's previous trip or charge ended: how long it rested before each event
+    select
+        o.vin,
+        o.start_time,
+        lag(o.end_time) over (partition by o.vin order by o.start_time) as prev_end_time
+    from ordered as o
+),
+
 trip_runs as (
     select
         o.*,
@@ -247,10 +260,273 @@ discharge_labels as (
     where w.start_soc_pct - w.end_soc_pct >= {{ var('soh_label_min_delta_soc') }}
 ),
 
+resistance_trips as (
+    -- each trip's pack resistance, R = -sum(dV dI) / sum(dI^2) over its consecutive frames, and
+    -- the temperature it was driven at
+    select
+        t.vin,
+        v.chemistry,
+        {{ epoch_seconds('t.start_time') }} as t_s,
+        ln(-t.ir_sum_dv_di / t.ir_sum_di2) as ln_r,
+        1.0 / (t.mean_temp_c + 273.15) - 1.0 / 298.15 as inv_t
+    from {{ ref('dwd_drive_trip') }} as t
+    inner join {{ ref('dws_vehicle') }} as v on t.vin = v.vin
+    where
+        t.ir_sum_di2 >= {{ var('soh_ocv_min_trip_di2') }}
+        and t.ir_sum_dv_di < 0
+        and t.mean_temp_c is not null
+),
+
+arrhenius as (
+    -- how the resistance changes with temperature, per chemistry, from within-vehicle variation
+    -- (ln R = a_vehicle + k (1/T - 1/298.15)): a charge at another temperature than the trips
+    -- that measured its vehicle's resistance
+    select
+        c.chemistry,
+        -- sums in fixed point, here and below: a float sum in whatever order the rows come
+        -- differs from run to run in its last bits, and so would a retrained SOH model
+        {{ exact_sum('c.x * c.y', 18) }} / nullif({{ exact_sum('c.x * c.x', 18) }}, 0) as k
+    from (
+        select
+            r.chemistry,
+            r.inv_t - cast(sum(cast(r.inv_t as decimal(38, 15))) over (partition by r.vin) as double)
+            / count(*) over (partition by r.vin) as x,
+            r.ln_r - cast(sum(cast(r.ln_r as decimal(38, 12))) over (partition by r.vin) as double)
+            / count(*) over (partition by r.vin) as y
+        from resistance_trips as r
+    ) as c
+    group by c.chemistry
+),
+
+ah_events as (
+    -- every trip and charge with the Ah it put into the pack (offset-calibrated: a trip's net
+    -- discharge counts negative), its first frame, and the temperatures it ran at
+    select
+        t.vin,
+        t.start_time,
+        t.end_time,
+        cast(null as {{ str_type() }}) as charger_type,
+        false as is_full,
+        -(t.ah_out - t.ah_regen - coalesce(o.current_offset_a, 0) * t.duration_s / 3600) as ah_in,
+        t.start_voltage_v,
+        t.start_current_a,
+        t.start_temp_c,
+        t.min_temp_c,
+        t.mean_temp_c,
+        t.max_temp_c
+    from {{ ref('dwd_drive_trip') }} as t
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on t.vin = o.vin
+    union all
+    select
+        s.vin,
+        s.start_time,
+        s.end_time,
+        s.charger_type,
+        s.end_soc_pct >= 100 and s.end_reason <> 'end_of_data' as is_full,
+        s.charged_ah + coalesce(o.current_offset_a, 0) * s.charging_s / 3600 as ah_in,
+        s.start_voltage_v,
+        s.start_current_a,
+        s.start_temp_c,
+        s.min_temp_c,
+        s.mean_temp_c,
+        s.max_temp_c
+    from segments as s
+    left join {{ ref('dwd_vehicle_current_offset') }} as o on s.vin = o.vin
+),
+
+ah_counted as (
+    -- the vehicle's own Ah counter (no BMS in it) at each event's start, and its rest before
+    select
+        e.*,
+        coalesce(cast(sum(cast(e.ah_in as decimal(38, 6))) over (
+            partition by e.vin order by e.start_time
+            rows between unbounded preceding and 1 preceding
+        ) as double), 0) as ah_before,
+        lag(e.end_time) over (partition by e.vin order by e.start_time) as prev_end_time
+    from ah_events as e
+),
+
+rested_starts as (
+    -- events that start after a rest: their first frame's voltage is near the OCV
+    select c.*
+    from ah_counted as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
+    where
+        {{ 'true' if var('soh_ocv_labels') else 'false' }}
+        and c.prev_end_time is not null
+        and c.start_voltage_v is not null
+        and c.start_current_a is not null
+        and c.start_temp_c is not null
+        and abs(c.start_current_a) <= {{ var('soh_ocv_max_c_rate') }} * v.rated_capacity_ah
+        and (c.charger_type is not null or {{ 'true' if var('soh_ocv_trip_anchors') else 'false' }})
+        and {{ epoch_seconds('c.start_time') }} - {{ epoch_seconds('c.prev_end_time') }}
+        >= 60 * {{ var('soh_ocv_min_rest_min') }}
+),
+
+ocv_resistance as (
+    -- the vehicle's resistance at the start's temperature, from its trips of the
+    -- soh_ocv_resistance_days before it
+    select
+        c.vin,
+        c.start_time,
+        exp({{ exact_sum('r.ln_r - a.k * r.inv_t', 12) }} / count(*)
+            + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15)) as resistance_ohm
+    from rested_starts as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
+    inner join arrhenius as a on v.chemistry = a.chemistry
+    inner join resistance_trips as r
+        on
+            c.vin = r.vin
+            and r.t_s <= {{ epoch_seconds('c.start_time') }}
+            and r.t_s > {{ epoch_seconds('c.start_time') }} - 86400 * {{ var('soh_ocv_resistance_days') }}
+    group by c.vin, c.start_time, c.start_temp_c, a.k
+),
+
+ocv_curve as (
+    select
+        o.chemistry,
+        o.soc_pct as soc_lo,
+        o.ocv_v as ocv_lo,
+        lead(o.soc_pct) over (partition by o.chemistry order by o.soc_pct) as soc_hi,
+        lead(o.ocv_v) over (partition by o.chemistry order by o.soc_pct) as ocv_hi
+    from {{ ref('ocv_soc_curve') }} as o
+),
+
+ocv_read as (
+    -- the cell's OCV at the start: (pack voltage + I R) per cell (a charging current is
+    -- negative), and its error from the resistance's
+    select
+        c.*,
+        v.chemistry,
+        (c.start_voltage_v + c.start_current_a * r.resistance_ohm) / v.cells_in_series as cell_ocv_v,
+        {{ var('soh_ocv_resistance_sd') }} * abs(c.start_current_a) * r.resistance_ohm / v.cells_in_series
+            as cell_ocv_sd_v
+    from rested_starts as c
+    inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
+    inner join ocv_resistance as r on c.vin = r.vin and c.start_time = r.start_time
+),
+
+anchors as (
+    -- points where the SOC is known without the BMS: a rested start read through the OCV
+    -- curve where it is steep and the voltage error small, and the end of a full charge (100)
+    select
+        o.vin,
+        o.start_time as anchor_time,
+        o.ah_before as ah_counter,
+        k.soc_lo + (o.cell_ocv_v - k.ocv_lo) * (k.soc_hi - k.soc_lo) / (k.ocv_hi - k.ocv_lo) as soc_pct,
+        o.charger_type,
+        o.min_temp_c,
+        o.mean_temp_c,
+        o.max_temp_c
+    from ocv_read as o
+    inner join ocv_curve as k
+        on
+            o.chemistry = k.chemistry
+            and k.soc_hi is not null
+            and o.cell_ocv_v >= k.ocv_lo
+            and o.cell_ocv_v < k.ocv_hi
+    where
+        1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo) >= {{ var('soh_ocv_min_slope_mv_per_pct') }}
+        -- the SOC's error: 1 mV of voltage resolution and the resistance's error times the
+        -- current, through the curve's slope
+        and (1 + 1000 * o.cell_ocv_sd_v) / (1000 * (k.ocv_hi - k.ocv_lo) / (k.soc_hi - k.soc_lo))
+        <= {{ var('soh_ocv_max_soc_sd_pct') }}
+    union all
+    select
+        c.vin,
+        c.end_time as anchor_time,
+        c.ah_before + c.ah_in as ah_counter,
+        100 as soc_pct,
+        c.charger_type,
+        c.min_temp_c,
+        c.mean_temp_c,
+        c.max_temp_c
+    from ah_counted as c
+    where {{ 'true' if var('soh_ocv_labels') else 'false' }} and c.is_full
+),
+
+anchor_turns as (
+    -- the anchors where the SOC turns (a discharge's lowest, a charge's highest, and each
+    -- vehicle's first and last): pairs of consecutive turns span whole charges and discharges,
+    -- the largest ΔSOC and so the smallest relative error, and never overlap
+    select
+        a.*,
+        a.soc_pct - lag(a.soc_pct) over (partition by a.vin order by a.anchor_time) as d_prev,
+        lead(a.soc_pct) over (partition by a.vin order by a.anchor_time) - a.soc_pct as d_next
+    from anchors as a
+),
+
+anchor_pairs as (
+    select
+        a.*,
+        lag(a.anchor_time) over (partition by a.vin order by a.anchor_time) as prev_time,
+        lag(a.ah_counter) over (partition by a.vin order by a.anchor_time) as prev_ah_counter,
+        lag(a.soc_pct) over (partition by a.vin order by a.anchor_time) as prev_soc_pct,
+        lag(a.charger_type) over (partition by a.vin order by a.anchor_time) as prev_charger_type,
+        lag(a.min_temp_c) over (partition by a.vin order by a.anchor_time) as prev_min_temp_c,
+        lag(a.mean_temp_c) over (partition by a.vin order by a.anchor_time) as prev_mean_temp_c,
+        lag(a.max_temp_c) over (partition by a.vin order by a.anchor_time) as prev_max_temp_c
+    from anchor_turns as a
+    where a.d_prev is null or a.d_next is null or a.d_prev * a.d_next <= 0
+),
+
+ocv_labels as (
+    -- OCV-anchored labels: the Ah the vehicle's own counter saw between two consecutive anchors
+    -- over the SOC they differ by. No SOC the BMS counted enters, so its capacity belief, its
+    -- re-anchoring habits and what it shows during a top-up do not either: a rested charge
+    -- start to the charge's completion, a full charge's end to the next rested start, ...
+    select
+        'ocv' as observation_type,
+        p.vin,
+        p.prev_time as start_time,
+        cast(p.prev_time as date) as start_date,
+        p.anchor_time as end_time,
+        {{ epoch_seconds('p.anchor_time') }} - {{ epoch_seconds('p.prev_time') }} as duration_s,
+        v.vehicle_model,
+        v.chemistry,
+        v.rated_capacity_ah,
+        -- a rising SOC: the charger of the charge the pair starts with or ends with (a charge
+        -- that was not a rested start ends in a full-charge anchor), else unknown
+        case
+            when p.soc_pct > p.prev_soc_pct then coalesce(p.prev_charger_type, p.charger_type, 'unknown')
+            else 'none'
+        end as charger_type,
+        p.prev_soc_pct as start_soc_pct,
+        p.soc_pct as end_soc_pct,
+        abs(p.soc_pct - p.prev_soc_pct) as delta_soc_pct,
+        p.soc_pct >= 100 as is_full_charge,
+        false as is_plateau_cut,
+        abs(p.ah_counter - p.prev_ah_counter) as measured_ah,
+        co.current_offset_a,
+        abs(p.ah_counter - p.prev_ah_counter) as measured_ah_calibrated,
+        cast(null as double) as mean_c_rate,
+        cast(null as double) as max_c_rate,
+        p.prev_min_temp_c as min_temp_c,
+        p.prev_mean_temp_c as mean_temp_c,
+        p.prev_max_temp_c as max_temp_c,
+        cast(null as double) as start_odometer_km,
+        cast(null as double) as ah_since_full_charge,
+        0 as soc_discontinuity_pct,
+        1 as run_count
+    from anchor_pairs as p
+    inner join {{ ref('dws_vehicle') }} as v on p.vin = v.vin
+    left join {{ ref('dwd_vehicle_current_offset') }} as co on p.vin = co.vin
+    where
+        p.prev_time is not null
+        and abs(p.soc_pct - p.prev_soc_pct) >= {{ var('soh_label_min_delta_soc') }}
+        -- the counter moved the way the SOC did
+        and (p.soc_pct - p.prev_soc_pct) * (p.ah_counter - p.prev_ah_counter) > 0
+        -- frames lost between far-apart anchors would be Ah the counter never saw
+        and {{ epoch_seconds('p.anchor_time') }} - {{ epoch_seconds('p.prev_time') }}
+        <= 3600 * {{ var('soh_ocv_max_span_h') }}
+),
+
 calibrated as (
     select * from charge_labels
     union all
     select * from discharge_labels
+    union all
+    select * from ocv_labels
 ),
 
 observed as (

@@ -11,6 +11,11 @@
 -- 0.6745 (x - median) / MAD (Iglewicz & Hoaglin); per day their mean, the lowest / highest z,
 -- how often the element was the pack's lowest / highest, and how often it was missing.
 
+{#- the order of a period's frames: time, then the lineage key (two frames of one time, a re-sent
+    one, are picked the same way by every run) -#}
+{%- set frame_order = "cast(f.collect_time as " ~ str_type() ~ ") || '|' || f.source_file || '|' || "
+    ~ "lpad(cast(f.source_row_number as " ~ str_type() ~ "), 12, '0')" %}
+
 with
 
 samples as (
@@ -20,12 +25,12 @@ samples as (
         f.vin,
         f.collect_date,
         min(f.collect_time) as collect_time,
-        {{ min_by('f.source_file', 'f.collect_time') }} as source_file,
-        {{ min_by('f.source_row_number', 'f.collect_time') }} as source_row_number,
+        {{ min_by('f.source_file', frame_order) }} as source_file,
+        {{ min_by('f.source_row_number', frame_order) }} as source_row_number,
         -- whether DWS nulled the frame's array summary (a flag: min_by may skip a null value)
-        {{ min_by('case when f.cell_voltage_min_v is null then 1 else 0 end', 'f.collect_time') }}
+        {{ min_by('case when f.cell_voltage_min_v is null then 1 else 0 end', frame_order) }}
             as is_cell_summary_null,
-        {{ min_by('case when f.probe_temp_min_c is null then 1 else 0 end', 'f.collect_time') }}
+        {{ min_by('case when f.probe_temp_min_c is null then 1 else 0 end', frame_order) }}
             as is_probe_summary_null
     from {{ ref('dws_realtime_frame') }} as f
     inner join {{ ref('dws_vehicle') }} as v on f.vin = v.vin
@@ -125,7 +130,8 @@ select
     avg(d.deviation) as mean_deviation,
     min(d.deviation) as min_deviation,
     max(d.deviation) as max_deviation,
-    avg(0.6745 * d.deviation / d.mad) as mean_robust_z,
+    -- fixed point (exact_sum): a parallel float sum differs in its last bits from run to run
+    {{ exact_sum('0.6745 * d.deviation / d.mad', 12) }} / count(d.deviation) as mean_robust_z,
     min(0.6745 * d.deviation / d.mad) as min_robust_z,
     max(0.6745 * d.deviation / d.mad) as max_robust_z,
     sum(case when d.val = d.lo then 1 else 0 end) as lowest_frames,

@@ -7,6 +7,7 @@
 
 {%- set gap_s = dwd_segment_gap_s() -%}
 {%- set power_out = 'case when n.total_current_a > 0 then n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
+{%- set ir_pair = 'case when n.dt_prev_s <= 1.5 * ' ~ var('report_period_s', 10) ~ ' and n.dv_prev_v is not null and n.di_prev_a is not null then 1 else 0 end' -%}
 {%- set power_in = 'case when n.total_current_a < 0 then -n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
 
 -- One row per driving trip: maximal runs of driving frames (vehicle on, not charging) of a
@@ -39,7 +40,11 @@ steps as (
     select
         f.*,
         f.t_s - lag(f.t_s) over (partition by f.vin order by f.collect_time) as dt_prev_s,
-        lead(f.t_s) over (partition by f.vin order by f.collect_time) - f.t_s as dt_next_s
+        lead(f.t_s) over (partition by f.vin order by f.collect_time) - f.t_s as dt_next_s,
+        -- the pack's response to a change of current between two consecutive frames: over ten
+        -- seconds the OCV hardly moves, so dV = -R dI (least squares over the trip below)
+        f.total_voltage_v - lag(f.total_voltage_v) over (partition by f.vin order by f.collect_time) as dv_prev_v,
+        f.total_current_a - lag(f.total_current_a) over (partition by f.vin order by f.collect_time) as di_prev_a
     from frames as f
 ),
 
@@ -78,6 +83,12 @@ trips as (
         avg((n.max_temp_c + n.min_temp_c) / 2) as mean_temp_c,
         max(n.max_temp_c) as max_temp_c,
         count(*) as frame_count,
+        -- the first frame: after a rest, the pack's voltage near its OCV (dwd_capacity_observation)
+        {{ min_by('n.total_voltage_v', 'n.collect_time') }} as start_voltage_v,
+        {{ min_by('n.total_current_a', 'n.collect_time') }} as start_current_a,
+        {{ min_by('n.min_temp_c', 'n.collect_time') }} as start_temp_c,
+        {{ exact_sum(ir_pair ~ ' * n.dv_prev_v * n.di_prev_a', 6) }} as ir_sum_dv_di,
+        {{ exact_sum(ir_pair ~ ' * n.di_prev_a * n.di_prev_a', 6) }} as ir_sum_di2,
         sum(
             case
                 when n.dt_prev_s > 1.5 * {{ var('report_period_s', 10) }} and n.dt_prev_s <= {{ gap_s }} then 1 else 0
@@ -118,7 +129,12 @@ final as (
         t.mean_temp_c,
         t.max_temp_c,
         t.frame_count,
-        t.gap_count
+        t.gap_count,
+        t.ir_sum_dv_di,
+        t.ir_sum_di2,
+        t.start_voltage_v,
+        t.start_current_a,
+        t.start_temp_c
     from trips as t
 )
 

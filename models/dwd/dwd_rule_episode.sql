@@ -151,9 +151,11 @@ select
     -- the worst value: the highest for an upper limit, the lowest for a lower one
     case when r.operator in ('>=', '>') then e.max_value else e.min_value end as peak_value,
     cast(r.threshold as double) as threshold,
-    case when r.operator in ('>=', '>') then e.element_at_max else e.element_at_min end as element_no
+    case when r.operator in ('>=', '>') then e.element_at_max else e.element_at_min end as element_no,
+    -- the rules version (content hash of the rule tables) the episode was found with
+    cast('{{ rules_version() }}' as {{ str_type() }}) as rules_version
 from episodes as e
-inner join {{ ref('warning_rules') }} as r on e.rule_id = r.rule_id
+inner join {{ rules_relation('warning_rules') }} as r on e.rule_id = r.rule_id
 where
     e.duration_s >= r.min_duration_s
     and {{ dwd_rebuild_filter('cast(e.start_time as date)') }}

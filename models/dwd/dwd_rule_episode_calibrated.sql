@@ -38,7 +38,7 @@ episodes as (
         case when r.operator in ('>=', '>') then e.peak_value else -e.peak_value end as severity
     from {{ ref('dwd_rule_episode') }} as e
     inner join vehicles as v on e.vin = v.vin
-    inner join {{ ref('warning_rules') }} as r on e.rule_id = r.rule_id
+    inner join {{ rules_relation('warning_rules') }} as r on e.rule_id = r.rule_id
 ),
 
 fired_days as (
@@ -222,5 +222,6 @@ select
         else 'routine on ' || cast(c.peer_vehicles as {{ str_type() }}) || ' other vehicles of '
             || c.chemistry || ' (' || cast(round(c.peer_firing_per_1000, 1) as {{ str_type() }})
             || ' per 1000 vehicle-days), within its peers: kept at level 1'
-    end as calibration_reason
+    end as calibration_reason,
+    c.rules_version
 from calibrated as c

@@ -42,6 +42,7 @@ OUTPUT_COLUMNS = (
     "frame_count", "gap_count", "gap_s", "charging_s", "start_reason", "end_reason",
     "is_soh_eligible",
     "ineligible_reason", "label_ah", "label_delta_soc_pct", "label_charging_s",
+    "start_voltage_v", "start_current_a", "start_temp_c",
 )
 _INT_COLUMNS = ("frame_count", "gap_count")
 _STR_COLUMNS = ("charger_type", "start_reason", "end_reason", "ineligible_reason")
@@ -381,5 +382,12 @@ def segment_charges(frames: pd.DataFrame, rules: ChargeRules = DEFAULT_RULES,
         "label_ah": label_ah,
         "label_delta_soc_pct": label_dsoc,
         "label_charging_s": label_s,
+        # the segment's first frame as it is (null stays null): with the time the vehicle rested
+        # before it, the voltage an OCV-anchored capacity label starts from; the coldest probe
+        # for the resistance's temperature (under a DC current the hot spots read above the
+        # cells the current flows through)
+        "start_voltage_v": col("total_voltage_v")[starts],
+        "start_current_a": col("total_current_a")[starts],
+        "start_temp_c": t_min[starts],
     })
     return conform_segments(out, frames["vin"].dtype, ct.dtype)

@@ -122,6 +122,9 @@ def _segment_row(s: pd.DataFrame, start_reason: str, rules: ChargeRules) -> dict
         "gap_s": long_steps.sum(),
         "charging_s": step.iloc[1:].sum(),
         "start_reason": start_reason,
+        "start_voltage_v": float(s["total_voltage_v"].iloc[0]),
+        "start_current_a": float(s["total_current_a"].iloc[0]),
+        "start_temp_c": float(s["min_temp_c"].iloc[0]),
     }
     row["delta_soc_pct"] = row["end_soc_pct"] - row["start_soc_pct"]
     # the label interval: first frame off the start SOC .. first frame of the final plateau

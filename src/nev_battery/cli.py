@@ -11,6 +11,7 @@ evaluate   compare the warehouse with the simulator's ground truth (cleaning, ch
            warnings), or every simulator scenario side by side (evaluate scenarios)
 export     write the served ADS tables from the DuckDB warehouse to the lake as Parquet
 publish    export, then load the months into ClickHouse (serving layer, --target clickhouse*)
+rules      check the warning and cleaning rules, push the seeds to MySQL or pull them back
 demo       simulate the demo fleet, build it on DuckDB and print the summary (make run)
 bi         Apache Superset dashboards over the ADS (bi up / bi down / bi status; bi/dashboards.yml)
 """
@@ -107,34 +108,22 @@ def iso_dates(text: str) -> list[str]:
     return [str(iso_date(d.strip())) for d in text.split(",")]
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return n
+def _number(kind: type, minimum: float, inclusive: bool, what: str):
+    """An argparse type: a number of `kind` at least (inclusive) or above `minimum`."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            x = None
+        if x is None or not (x >= minimum if inclusive else x > minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return x
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number > 0")
-    return n
-
-
-def positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        x = 0.0
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
-    return x
+non_negative_int = _number(int, 0, True, "a whole number >= 0")
+positive_int = _number(int, 0, False, "a whole number > 0")
+positive_float = _number(float, 0.0, False, "a number > 0")
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -448,6 +437,33 @@ def _cmd_bi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from . import rules
+
+    url = getattr(args, "url", None) or rules.rules_url()
+    if args.action in ("push", "pull") and not url:
+        print(f"nev-battery rules {args.action}: no database: give --url mysql://user:password@"
+              f"host:3306/database or set {rules.RULES_URL_ENV}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        src = rules.load_mysql(url) if url and not args.seeds else rules.load_seeds(args.dir)
+        counts = ", ".join(f"{t} {len(v)}" for t, v in src.tables.items())
+        print(f"rules from {src.source} ({src.origin}) are valid: {counts}; version "
+              f"{src.version}")
+    elif args.action == "push":
+        src = rules.load_seeds(args.dir)
+        counts = rules.push_mysql(url, src)
+        print(f"pushed the seeds in {args.dir} to {rules.redact(url)}: "
+              + ", ".join(f"{t} {n} rows" for t, n in counts.items())
+              + f"; version {src.version}")
+    else:
+        src = rules.load_mysql(url)
+        paths = rules.write_seed_csvs(src.tables, args.dir)
+        print(f"pulled the rules of {rules.redact(url)} (version {src.version}) into "
+              + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _scenario_names() -> list[str]:
     from .scenarios import SCENARIOS
 
@@ -597,6 +613,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--var", action="append", metavar="KEY=VALUE", help="a dbt var (repeatable)")
     s.set_defaults(func=_cmd_publish, retrain_soh=False)
 
+    s = sub.add_parser(
+        "rules", help="the warning and cleaning rules: check them, push the seeds to MySQL, "
+                      "pull MySQL into the seeds",
+        description="Rules live in the seeds (seeds/warning_rules.csv, signal_range_limits.csv, "
+                    "detector_settings.csv; the default) or in a MySQL/MariaDB database when "
+                    "NEV_RULES_URL is set. Exit code 2 when a rule row is refused.")
+    s.add_argument("action", choices=["check", "push", "pull"],
+                   help="check: validate the rules a run would use (MySQL when a URL is given "
+                        "or NEV_RULES_URL is set, else the seeds) and print their version; "
+                        "push: replace the database's rule tables by the seed CSVs (tables "
+                        "created with the seeds' schema when missing); pull: write the "
+                        "database's rules over the seed CSVs")
+    s.add_argument("--url", default=None,
+                   help="the rules database, mysql://user:password@host:port/database "
+                        "(default: env NEV_RULES_URL)")
+    s.add_argument("--dir", default=str(_seeds_dir()), type=Path,
+                   help="the folder of the seed CSVs pushed from or pulled into (default: the "
+                        "project's seeds/)")
+    s.add_argument("--seeds", action="store_true",
+                   help="check: validate the seed CSVs even when NEV_RULES_URL is set")
+    s.set_defaults(func=_cmd_rules)
+
     s = sub.add_parser("bi", help="Apache Superset dashboards over the ADS: bi up, bi down, "
                                   "bi status (dashboards as code: bi/dashboards.yml)")
     s.add_argument("action", choices=["up", "down", "status", "venv"],
@@ -635,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _seeds_dir() -> Path:
+    from .warehouse import PROJECT_DIR
+
+    return PROJECT_DIR / "seeds"
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -649,6 +693,7 @@ LOCKED = {"build", "daily", "backfill", "summary", "evaluate", "export", "publis
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .rules import RulesError
     from .warehouse import WarehouseError, warehouse_lock
 
     parser = build_parser()
@@ -656,10 +701,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill" and args.end < args.start:
         args.parser.error(f"argument --end: {args.end} is before --start {args.start}")
     try:
-        if args.command in LOCKED:
+        # evaluate scenarios works on fleet folders of its own (each build takes that fleet's
+        # lock), never on the project's warehouse
+        scenarios = args.command == "evaluate" and args.what == "scenarios"
+        if args.command in LOCKED and not scenarios:
             with warehouse_lock(args.command):
                 return args.func(args)
         return args.func(args)
+    except RulesError as e:
+        # bad rule rows (or no rules database): refused before any model ran
+        print(f"nev-battery {args.command}: {e}", file=sys.stderr)
+        return RulesError.exit_code
     except WarehouseError as e:
         print(f"nev-battery {args.command}: {e}", file=sys.stderr)
         return 1

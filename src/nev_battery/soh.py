@@ -104,13 +104,18 @@ class SohModel:
     categories: dict  # categorical feature -> list of known levels
     feature_priors: dict  # SHRUNK_FEATURES -> the training fleet's median
     correction_coef: np.ndarray  # coefficients over condition_matrix()
-    noise: tuple  # (a, b, c_partial, c_full, a_discharge, b_discharge) of _noise_var
+    noise: tuple  # (a, b, c_partial, c_full, a_discharge, b_discharge[, a_ocv, b_ocv])
     tau2: float  # prior variance of a vehicle's level offset, pp^2
     gain_var: float  # prior variance of its BMS SOC gain error, (% SOC per EFC)^2
     disch_var: float  # prior variance of its discharge windows' offset from its charges, pp^2
     drift_max_efc: float  # SohSettings.drift_max_efc it was trained with
     half_life_days: float
     metrics: dict = field(default_factory=dict)
+    # BMS-label bias (label_design's k): its fleet mean beta0 + beta1 x (100 - population SOH),
+    # learnt on vehicles with OCV labels, and each vehicle's prior variance around it. None: a
+    # model trained before OCV labels existed (apply then reads BMS labels only, as it did)
+    bms_bias: tuple | None = None
+    bms_bias_var: float | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -173,32 +178,51 @@ def _is_discharge(obs: pd.DataFrame) -> np.ndarray:
     return (obs["observation_type"].astype("str") == "discharge").to_numpy()
 
 
+def _is_ocv(obs: pd.DataFrame) -> np.ndarray:
+    """OCV-anchored labels (dwd_capacity_observation): no BMS SOC in them."""
+    return (obs["observation_type"].astype("str") == "ocv").to_numpy()
+
+
 def condition_matrix(obs: pd.DataFrame) -> np.ndarray:
     """Condition covariates of a capacity label: temperature below / above 25 degC (piecewise
-    linear), DC charger, mean C-rate, 1/ΔSOC, a full charge and a discharge window. Centred so
-    that g = 0 at 25 degC, an AC charge, 0.3 C, ΔSOC 50, not full."""
+    linear), DC charger, mean C-rate, 1/ΔSOC, a full charge and a discharge window; and for an
+    OCV label a DC charger (its start voltage is read under a DC current: the resistance's
+    error weighs more) and a falling SOC. Centred so that g = 0 at 25 degC, an AC charge, 0.3 C, ΔSOC 50, not
+    full. The DC, ΔSOC and full-charge terms describe how a BMS's count behaves and apply to
+    BMS labels only (on those the columns are the ones models before OCV labels were fitted
+    on: the first seven). Among OCV labels, those from a rested AC charge start to its
+    completion (the lowest current, the least I R to correct) are the reference: a DC start,
+    or a pair of anchors the SOC fell between (trip starts, a full charge's end), gets an
+    offset of its own, learnt within vehicles."""
     t = pd.to_numeric(obs["mean_temp_c"], errors="coerce").fillna(25.0).to_numpy(float)
+    ocv = _is_ocv(obs)
+    dc = (obs["charger_type"].astype("str") == "DC").to_numpy()
     return np.column_stack([
         np.minimum(t - 25.0, 0.0),
         np.maximum(t - 25.0, 0.0),
-        (obs["charger_type"].astype("str") == "DC").to_numpy(float),
+        (dc & ~ocv).astype(float),
         pd.to_numeric(obs["mean_c_rate"], errors="coerce").fillna(0.3).to_numpy(float) - 0.3,
-        50.0 / obs["delta_soc_pct"].to_numpy(float) - 1.0,
-        obs["is_full_charge"].astype("bool").to_numpy(float),
+        np.where(ocv, 0.0, 50.0 / obs["delta_soc_pct"].to_numpy(float) - 1.0),
+        (obs["is_full_charge"].astype("bool").to_numpy() & ~ocv).astype(float),
         _is_discharge(obs).astype(float),
+        (dc & ocv).astype(float),
+        (ocv & (obs["charger_type"].astype("str") == "none").to_numpy()).astype(float),
     ])
 
 
 def _noise_var(noise: tuple, delta_soc: np.ndarray, unknown: np.ndarray,
-               discharge: np.ndarray) -> np.ndarray:
+               discharge: np.ndarray, ocv: np.ndarray | None = None) -> np.ndarray:
     """sigma_i^2 = a + b / ΔSOC² for a charge, a_d + b_d / ΔSOC² for a discharge window (its
-    integral runs over hours of varying current and rests), + c_partial or c_full when the
-    label's SOC drift is not modelled (unknown = 1 partial charge or discharge, 2 full)."""
-    a, b, c_partial, c_full, a_d, b_d = noise
+    integral runs over hours of varying current and rests), a_o + b_o / ΔSOC² for an OCV label
+    (its start SOC read from a voltage), + c_partial or c_full when the label's SOC drift is
+    not modelled (unknown = 1 partial charge or discharge, 2 full)."""
+    a, b, c_partial, c_full, a_d, b_d = noise[:6]
+    a_o, b_o = noise[6:8] if len(noise) >= 8 else (a, b)
     unknown = np.asarray(unknown)
     inv = 1.0 / np.square(np.asarray(delta_soc, float))
-    return (np.where(discharge, a_d + b_d * inv, a + b * inv)
-            + np.where(unknown == 1, c_partial, 0.0) + np.where(unknown == 2, c_full, 0.0))
+    ocv = np.zeros(len(inv), bool) if ocv is None else np.asarray(ocv, bool)
+    base = np.where(ocv, a_o + b_o * inv, np.where(discharge, a_d + b_d * inv, a + b * inv))
+    return (base + np.where(unknown == 1, c_partial, 0.0) + np.where(unknown == 2, c_full, 0.0))
 
 
 def _day_number(d: pd.Series) -> np.ndarray:
@@ -222,22 +246,31 @@ def drift_design(obs: pd.DataFrame, soh_ref: np.ndarray,
     full = obs["is_full_charge"].astype("bool").to_numpy()
     dsoc = obs["delta_soc_pct"].to_numpy(float)
     e = pd.to_numeric(obs["efc_since_full_charge"], errors="coerce").to_numpy(float) + dsoc / 200
-    known = np.isfinite(e) & (e <= max_efc)
+    ocv = _is_ocv(obs)
+    # an OCV label's SOC is read from the voltage, not counted: no drift, nothing unknown
+    e = np.where(ocv, 0.0, e)
+    known = (np.isfinite(e) & (e <= max_efc)) | ocv
     u = np.where(full, soh_ref * np.nan_to_num(e) / dsoc,
                  np.where(_is_discharge(obs), soh_ref / 200.0, -soh_ref / 200.0))
     unknown = np.where(known, 0, np.where(full, 2, 1))
-    return np.where(known, u, 0.0), unknown
+    return np.where(known & ~ocv, u, 0.0), unknown
 
 
 def label_design(obs: pd.DataFrame, soh_ref: np.ndarray,
                  max_efc: float) -> tuple[np.ndarray, np.ndarray]:
-    """How each label depends on the vehicle's state (b, g, d): r_i = b + g·u_i + d·v_i + noise.
-    b is the level offset, g the BMS SOC-counter gain error (drift_design), d what discharge
-    windows read off the vehicle's charges (v = 1 for a discharge window: its hours of
-    fluctuating current, regeneration and rests between trips integrate differently from a
-    charge, by an amount of its own per vehicle). Returns (H, n x 3; unknown of drift_design)."""
+    """How each label depends on the vehicle's state (b, g, d, k):
+    r_i = b + g·u_i + d·v_i + k·m_i + noise. b is the level offset, g the BMS SOC-counter gain
+    error (drift_design), d what discharge windows read off the vehicle's charges (v = 1 for a
+    discharge window: its hours of fluctuating current, regeneration and rests between trips
+    integrate differently from a charge, by an amount of its own per vehicle), k what every
+    label the BMS's SOC enters reads off the capacity (m = 1 for charge and discharge labels,
+    0 for OCV labels): a BMS counting against a capacity belief that lags the fade makes its
+    labels read that belief, by an amount that changes when the belief is updated. OCV labels
+    pin b; BMS labels (many more) follow the level between them. Returns (H, n x 4; unknown
+    of drift_design)."""
     u, unknown = drift_design(obs, soh_ref, max_efc)
-    return np.column_stack([np.ones(len(u)), u, _is_discharge(obs).astype(float)]), unknown
+    return np.column_stack([np.ones(len(u)), u, _is_discharge(obs).astype(float),
+                            (~_is_ocv(obs)).astype(float)]), unknown
 
 
 def _pairs(k: int) -> list[tuple[int, int]]:
@@ -388,7 +421,10 @@ def _valid_observations(obs: pd.DataFrame) -> pd.DataFrame:
     ok = obs["capacity_reject_reason"].isna() & obs["soh_obs_pct"].notna()
     out = obs.loc[ok].copy()
     out["day"] = _day_number(out["start_date"])
-    return out.sort_values(["vin", "day", "start_time"], kind="stable", ignore_index=True)
+    # observation_type: an OCV label can share its start with a charge label; a total order
+    # keeps the sums (and the retrained model) the same whatever order the rows come in
+    return out.sort_values(["vin", "day", "start_time", "observation_type"], kind="stable",
+                           ignore_index=True)
 
 
 def _rolling_median(obs: pd.DataFrame, n: int) -> np.ndarray:
@@ -397,19 +433,24 @@ def _rolling_median(obs: pd.DataFrame, n: int) -> np.ndarray:
 
 
 def _per_vehicle_fit(vin: np.ndarray, H: np.ndarray, r: np.ndarray, w: np.ndarray,
-                     ridge: float = 1e-3) -> tuple[np.ndarray, pd.DataFrame]:
+                     ridge: float = 1e-3, names: tuple | None = None
+                     ) -> tuple[np.ndarray, pd.DataFrame]:
     """Weighted least squares r = H · theta_v per vehicle (all its observations, no prior but a
-    small ridge). Returns (fitted r, per-vehicle table: theta_k, var_k, n, n per kind)."""
+    small ridge). ``names``: the state each column of H belongs to (default b, g, d, k in
+    label_design's order). Returns (fitted r, per-vehicle table: theta, var, n, n per kind)."""
     k = H.shape[1]
+    names = names or ("b", "g", "d", "k")[:k]
     cols = _stat_columns(H, r, w)
-    df = pd.DataFrame(cols).assign(vin=vin, n=1.0, n_discharge=H[:, -1] if k > 2 else 0.0)
+    kind = {nm: H[:, i] for i, nm in enumerate(names)}
+    df = pd.DataFrame(cols).assign(vin=vin, n=1.0, n_discharge=kind.get("d", 0.0),
+                                   n_ocv=1.0 - kind["k"] if "k" in kind else 0.0)
     g = df.groupby("vin", sort=False).sum()
     P, rhs = _precision(g.iloc[:, :cols.shape[1]].to_numpy(), k, np.full(k, 1.0 / ridge))
     cov = np.linalg.inv(P)
     theta = np.einsum("qij,qj->qi", cov, rhs)
-    per = pd.DataFrame({"n": g["n"].to_numpy(), "n_discharge": g["n_discharge"].to_numpy()},
-                       index=g.index)
-    for i, name in enumerate(("b", "g", "d")[:k]):
+    per = pd.DataFrame({"n": g["n"].to_numpy(), "n_discharge": g["n_discharge"].to_numpy(),
+                        "n_ocv": g["n_ocv"].to_numpy()}, index=g.index)
+    for i, name in enumerate(names):
         per[name] = theta[:, i]
         per[f"var_{name}"] = cov[:, i, i]
     pos = per.index.get_indexer(vin)
@@ -417,8 +458,8 @@ def _per_vehicle_fit(vin: np.ndarray, H: np.ndarray, r: np.ndarray, w: np.ndarra
 
 
 def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray, dof: np.ndarray,
-               discharge: np.ndarray) -> tuple[float, float, float, float, float, float]:
-    """sigma^2 = a + b / ΔSOC² per kind of label (charge, discharge window), + c_partial /
+               discharge: np.ndarray, ocv: np.ndarray | None = None) -> tuple:
+    """sigma^2 = a + b / ΔSOC² per kind of label (charge, discharge window, OCV), + c_partial /
     c_full for labels whose drift is not modelled; least squares on squared residuals of the
     per-vehicle fits (scaled by n / (n - 2) for the two fitted parameters)."""
     r2 = np.square(e) * dof
@@ -435,14 +476,47 @@ def _fit_noise(e: np.ndarray, dsoc: np.ndarray, unknown: np.ndarray, dof: np.nda
             return None
         return max(float(a), 0.01), max(float(b), 0.0)
 
-    a, b = level(~discharge) or (float(np.mean(r2)) if r2.size else 1.0, 0.0)
+    ocv = np.zeros(len(e), bool) if ocv is None else np.asarray(ocv, bool)
+    a, b = level(~discharge & ~ocv) or (float(np.mean(r2)) if r2.size else 1.0, 0.0)
     a_d, b_d = level(discharge) or (a, b)
-    base = np.where(discharge, a_d + b_d / np.square(dsoc), a + b / np.square(dsoc))
+    a_o, b_o = level(ocv) or (a, b)
+    base = np.where(ocv, a_o + b_o / np.square(dsoc),
+                    np.where(discharge, a_d + b_d / np.square(dsoc), a + b / np.square(dsoc)))
     extra = []
     for kind in (1, 2):
         m = unknown == kind
         extra.append(max(float(np.mean(r2[m] - base[m])), 0.0) if m.any() else 0.0)
-    return a, b, extra[0], extra[1], a_d, b_d
+    return a, b, extra[0], extra[1], a_d, b_d, a_o, b_o
+
+
+def _bms_bias(per: pd.DataFrame, vin: np.ndarray, ref: np.ndarray, ocv: np.ndarray,
+              min_vehicles: int = 5) -> tuple[float, float]:
+    """The fleet's typical BMS-label bias k = beta1 x (100 - population SOH): what the
+    labels the BMS's SOC enters read above the OCV labels of the same vehicle, against how far
+    the vehicle has faded (a capacity belief that lags the fade lags more on an older pack).
+    Least squares over the vehicles with labels of both sources, each at its BMS labels' mean
+    fade; (0, 0) with fewer than min_vehicles such vehicles (nothing to learn it from)."""
+    both = (per["n_ocv"] >= 2) & (per["n"] - per["n_ocv"] >= 2)
+    if both.sum() < min_vehicles:
+        return 0.0, 0.0
+    fade = pd.Series(np.where(ocv, np.nan, 100.0 - ref)).groupby(vin, sort=False).mean()
+    z = fade.reindex(per.index[both]).to_numpy(float)
+    k = per.loc[both, "k"].to_numpy(float)
+    ok = np.isfinite(z) & np.isfinite(k)
+    if ok.sum() < min_vehicles:
+        return 0.0, 0.0
+    # through the origin: a belief that lags the fade reads nothing on a new pack, and a fleet's
+    # anchored vehicles rarely span enough ages to tell an intercept from a slope (an intercept
+    # learnt on one chemistry's vehicles would be carried to the other's, whatever its fade)
+    b1 = float(np.sum(k[ok] * z[ok]) / max(float(np.sum(z[ok] ** 2)), 1e-9))
+    return 0.0, b1
+
+
+def _bms_bias_mean(bias: tuple | None, ref: np.ndarray, ocv: np.ndarray) -> np.ndarray:
+    """What a BMS label is expected to read above the capacity (label_design's k, its mean)."""
+    if bias is None:
+        return np.zeros(len(ref))
+    return np.where(ocv, 0.0, bias[0] + bias[1] * (100.0 - np.asarray(ref, float)))
 
 
 def _moment_var(est: pd.Series, sampling_var: pd.Series, floor: float) -> float:
@@ -481,22 +555,29 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     ref = f1.predict(x)
     H, unknown = label_design(tr, ref, settings.drift_max_efc)
     cond = condition_matrix(tr)
-    # (b, g) only: the fleet-wide difference of discharge windows from charges stays in the
-    # residuals for the condition correction to learn; d is each vehicle's deviation from it
-    fit1, _ = _per_vehicle_fit(vin, H[:, :2], y - ref, w0)
+    ocv = _is_ocv(tr)
+    # (b, g, k) only: the fleet-wide difference of discharge windows from charges stays in the
+    # residuals for the condition correction to learn; d is each vehicle's deviation from it.
+    # k separates what the BMS's labels read from what the vehicle's OCV labels read
+    fit1, per1 = _per_vehicle_fit(vin, H[:, [0, 1, 3]], y - ref, w0, names=("b", "g", "k"))
+    bms_bias = _bms_bias(per1, vin, ref, ocv)
+    mu = _bms_bias_mean(bms_bias, ref, ocv)
     within = y - ref - fit1
     ridge = Ridge(alpha=1.0, fit_intercept=False).fit(cond, within, sample_weight=w0)
     coef = ridge.coef_.astype(float)
-    y_c = y - cond @ coef
+    # the BMS labels' typical bias leaves the target: the population model learns the capacity
+    # the OCV labels anchor, not a BMS's belief of it
+    y_c = y - cond @ coef - mu
     fit2, per = _per_vehicle_fit(vin, H, y_c - ref, w0)
     n_v = per["n"].reindex(vin).to_numpy()
-    n_par = np.where(per["n_discharge"].reindex(vin).to_numpy() > 0, 3, 2)
+    n_par = (2 + (per["n_discharge"].reindex(vin).to_numpy() > 0)
+             + (per["n_ocv"].reindex(vin).to_numpy() > 0))
     dof = np.where(n_v > n_par, n_v / np.maximum(n_v - n_par, 1), np.nan)
     e2 = y_c - ref - fit2
     okn = np.isfinite(dof)
     discharge = _is_discharge(tr)
-    noise = _fit_noise(e2[okn], dsoc[okn], unknown[okn], dof[okn], discharge[okn])
-    s2 = _noise_var(noise, dsoc, unknown, discharge)
+    noise = _fit_noise(e2[okn], dsoc[okn], unknown[okn], dof[okn], discharge[okn], ocv[okn])
+    s2 = _noise_var(noise, dsoc, unknown, discharge, ocv)
     w = 1.0 / s2
     keep = ~(np.isfinite(dof) & (np.abs(e2) * np.sqrt(np.nan_to_num(dof, nan=1.0))
                                  > settings.outlier_z * np.sqrt(s2)))
@@ -519,15 +600,25 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
     disch_var = _moment_var(per.loc[both, "d"], per.loc[both, "var_d"], 0.01)
     # the level prior is what the population model misses on a vehicle it has not seen: the
     # residuals of its first two observations share that miss but not their label noise, so
-    # E[r1·r2] = tau² + u1·u2·gain_var + v1·v2·disch_var
+    # E[r1·r2] = tau² + u1·u2·gain_var + v1·v2·disch_var + m1·m2·bias_var; read on OCV labels
+    # where enough vehicles have two (E[r1·r2] = tau² there)
+    # k (around its fleet mean) is identified on vehicles with labels of both sources
+    anchored = (per["n_ocv"] >= 2) & (per["n"] - per["n_ocv"] >= 2)
+    bias_var = _moment_var(per.loc[anchored, "k"], per.loc[anchored, "var_k"], 0.05)
     tau2 = _moment_var(per["b"], per["var_b"], 0.05)
     kv, kr, kH = vin[keep], r_oof[keep], H_oof[keep]
     first = np.flatnonzero(np.r_[True, kv[1:] != kv[:-1]][:-1] & (kv[1:] == kv[:-1]))
-    if first.size >= settings.min_training_vehicles:
+    # a vehicle's first two OCV labels share b alone (no BMS in them: no g, d or k)
+    ov, orr = kv[kH[:, 3] == 0], kr[kH[:, 3] == 0]
+    first_ocv = np.flatnonzero(np.r_[True, ov[1:] != ov[:-1]][:-1] & (ov[1:] == ov[:-1]))
+    if first_ocv.size >= settings.min_training_vehicles:
+        tau2 = max(float(np.mean(orr[first_ocv] * orr[first_ocv + 1])), 0.05)
+    elif first.size >= settings.min_training_vehicles:
         prod = (kr[first] * kr[first + 1] - kH[first, 1] * kH[first + 1, 1] * gain_var
-                - kH[first, 2] * kH[first + 1, 2] * disch_var)
+                - kH[first, 2] * kH[first + 1, 2] * disch_var
+                - kH[first, 3] * kH[first + 1, 3] * bias_var)
         tau2 = max(float(np.mean(prod)), 0.05)
-    prior_var = np.array([tau2, gain_var, disch_var])
+    prior_var = np.array([tau2, gain_var, disch_var, bias_var])
 
     # half-life: one-step-ahead prediction of each next observation of vehicles the fold's
     # population model never saw
@@ -545,6 +636,14 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
 
     population = PopulationModel(x.iloc[np.flatnonzero(keep)], y_c[keep], w[keep], settings.seed,
                                  n_veh, categories)
+    # the BMS bias's mean again, against the fade of the population model apply() will use:
+    # the first one was measured against f1, which the biased labels pulled up (its fade too
+    # small, its slope too steep for an unbiased fade)
+    ref_fin = population.predict(x)
+    H_fin, _ = label_design(tr, ref_fin, settings.drift_max_efc)
+    _, per_fin = _per_vehicle_fit(vin[keep], H_fin[keep], (y - cond @ coef - ref_fin)[keep],
+                                  w[keep])
+    bms_bias = _bms_bias(per_fin, vin[keep], ref_fin[keep], ocv[keep])
     metrics = {
         "training_vehicles": int(n_veh),
         "holdout_vehicles": int(o.loc[hold, "vin"].nunique()),
@@ -560,6 +659,11 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
         "vehicle_offset_sd_pp": float(np.sqrt(tau2)),
         "soc_gain_sd_pct_per_efc": float(np.sqrt(gain_var)),
         "discharge_offset_sd_pp": float(np.sqrt(disch_var)),
+        "training_ocv_observations": int(ocv.sum()),
+        "ocv_anchored_vehicles": int(anchored.sum()),
+        "bms_bias_pp": float(bms_bias[0]),
+        "bms_bias_pp_per_pp_fade": float(bms_bias[1]),
+        "bms_bias_sd_pp": float(np.sqrt(bias_var)),
         "half_life_days": float(half_life),
         "temp_coef_below_25c_pp_per_c": float(coef[0]),
         "temp_coef_above_25c_pp_per_c": float(coef[1]),
@@ -574,9 +678,9 @@ def train(obs: pd.DataFrame, settings: SohSettings, trained_through: str) -> Soh
                      disch_var=disch_var,
                      drift_max_efc=settings.drift_max_efc,
                      half_life_days=float(half_life),
-                     metrics=metrics)
+                     metrics=metrics, bms_bias=bms_bias, bms_bias_var=bias_var)
     digest = hashlib.sha1(pickle.dumps((population, coef, noise, tau2, gain_var, disch_var,
-                                        half_life),
+                                        half_life, bms_bias, bias_var),
                                        protocol=5)).hexdigest()[:8]
     model.version = f"soh-{trained_through}-{digest}"
     return model
@@ -608,16 +712,28 @@ def apply(model: SohModel, features: pd.DataFrame, obs: pd.DataFrame,
     q_day = _day_number(f["date"]) if len(f) else np.zeros(0)
     q_vin = f["vin"].to_numpy(object)
 
+    legacy = getattr(model, "bms_bias", None) is None
+    if legacy:
+        # a model trained before OCV labels: it reads the labels it was trained on
+        o = o.loc[~_is_ocv(o)].reset_index(drop=True)
     if len(o):
-        y_c = o["soh_obs_pct"].to_numpy(float) - condition_matrix(o) @ model.correction_coef
+        ocv = _is_ocv(o)
+        cond = condition_matrix(o)[:, :len(model.correction_coef)]
         ref = model.population.predict(_encode(o, model.categories, model.feature_priors))
+        y_c = (o["soh_obs_pct"].to_numpy(float) - cond @ model.correction_coef
+               - _bms_bias_mean(getattr(model, "bms_bias", None), ref, ocv))
         r = y_c - ref
         H, unknown = label_design(o, ref, model.drift_max_efc)
+        prior = [model.tau2, model.gain_var, model.disch_var]
+        if legacy:
+            H = H[:, :3]
+        else:
+            prior.append(model.bms_bias_var)
         s2 = _noise_var(model.noise, o["delta_soc_pct"].to_numpy(float), unknown,
-                        _is_discharge(o))
+                        _is_discharge(o), ocv)
         ovin = o["vin"].to_numpy(object)
         oday = o["day"].to_numpy(float)
-        args = (model.half_life_days, np.array([model.tau2, model.gain_var, model.disch_var]))
+        args = (model.half_life_days, np.array(prior))
         # outliers: far from what the vehicle's earlier observations predict for this one
         pre = posterior_at(ovin, oday, r, 1.0 / s2, H, ovin, oday, *args, strict=True)
         pred, var_state = predict_label(pre, H)

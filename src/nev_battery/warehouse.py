@@ -427,7 +427,9 @@ def run_dbt(args: list[str], target: str | None = None,
     if res.result is not None and hasattr(res.result, "results"):
         for r in res.result.results:
             if str(r.status) in ("error", "fail"):
-                failures.append(f"{r.node.unique_id}: {r.status}: {r.message}")
+                # a run-operation's result has no node
+                node = getattr(getattr(r, "node", None), "unique_id", "operation")
+                failures.append(f"{node}: {r.status}: {r.message}")
     if res.exception is not None:
         failures.append(f"dbt: {res.exception}")
     return bool(res.success), failures
@@ -484,6 +486,15 @@ def build(batch_dates: list[str] | None = None, full_refresh: bool = False,
                 os.environ["NEV_LANDING_ROOT"] = str(root.resolve())
         elif "://" not in str(vars_.get("landing_root", "")):
             vars_["landing_root"] = str(root.resolve())
+    # the rules of the run, read once (the seeds, or MySQL when NEV_RULES_URL is set) and
+    # validated before any model runs (RulesError, exit code 2); dbt gets their version, the
+    # detector settings and, from MySQL, the snapshot of the rule tables
+    from .rules import resolve_rules
+
+    rules = resolve_rules(vars_)
+    vars_.update(rules.dbt_vars())
+    notes.append(f"rules from {rules.source} ({rules.origin}), version {rules.version}"
+                 + (f", run overrides: {rules.overrides}" if rules.overrides else ""))
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
     local = target in (None, "duckdb")
     con = connect(read_only=False) if local and duckdb_path().exists() else None

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kafka_fixture import direct_landing, landed, same_rows, start_broker
+from kafka_fixture import landed, same_rows
 
 from nev_battery.gbt32960 import REJECTED_SCHEMA, bcc
 from nev_battery.ingest import (
@@ -32,16 +31,6 @@ from nev_battery.ingest import (
 from nev_battery.landing import audit_landing
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    yield from start_broker(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def direct(tmp_path_factory) -> Path:
-    return direct_landing(tmp_path_factory)
 
 
 def _bad_frames(good: bytes) -> list[bytes]:

@@ -9,24 +9,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kafka_fixture import direct_landing, files_digest, landed, same_rows, start_broker
+from kafka_fixture import files_digest, landed, same_rows
 
 from nev_battery import cli
 from nev_battery.ingest import SESSION_TABLE, IngestConfig, ingest, online_sessions
 from nev_battery.landing import audit_landing
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    yield from start_broker(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def direct(tmp_path_factory) -> Path:
-    return direct_landing(tmp_path_factory)
 
 
 def test_simulate_to_kafka_round_trip(broker, direct, tmp_path, monkeypatch):

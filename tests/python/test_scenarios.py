@@ -29,6 +29,8 @@ def scenario_fleet(request, tmp_path_factory):
     print("\n" + "\n".join(f"{k}: {v}" for k, v in res.items()))
     assert res["scenario"] == request.param
     res["healthy_soh"] = healthy_soh(fleet)
+    res["label_bias"] = label_bias(fleet)
+    print(f"label mean error by kind, pp: {res['label_bias']}")
     print(f"SOH on vehicles without a fault: {res['healthy_soh']}")
     return res
 
@@ -52,6 +54,31 @@ def healthy_soh(fleet: Path) -> dict:
             "within_2pp": float((err.abs() <= 2).mean()),
             "coverage90": float(m["true_soh_pct"].between(m["soh_lower_pct"],
                                                            m["soh_upper_pct"]).mean())}
+
+
+def label_bias(fleet: Path) -> dict:
+    """Mean error of the capacity labels against the true SOH of their day, per label kind."""
+    truth = pd.read_parquet(fleet / "truth" / "vehicle_daily.parquet")
+    truth["date"] = pd.to_datetime(truth["date"])
+    with duckdb.connect(str(fleet / "wh.duckdb"), read_only=True) as con:
+        obs = con.execute("select vin, start_date as date, observation_type, soh_obs_pct "
+                          "from dwd.dwd_capacity_observation "
+                          "where capacity_reject_reason is null").df()
+    obs["date"] = pd.to_datetime(obs["date"])
+    m = obs.merge(truth[["vin", "date", "true_soh_pct"]], on=["vin", "date"])
+    err = m["soh_obs_pct"] - m["true_soh_pct"]
+    return {k: {"n": len(g), "mean": float(g.mean())}
+            for k, g in err.groupby(m["observation_type"])}
+
+
+def test_ocv_labels_do_not_read_the_bms(scenario_fleet):
+    """OCV-anchored labels (no BMS SOC in them) stay near the truth whatever the BMS does, where
+    the labels over the BMS's ΔSOC read its lagging capacity belief on the hostile fleet."""
+    b = scenario_fleet["label_bias"]
+    assert b["ocv"]["n"] >= 10 * VEHICLES
+    assert abs(b["ocv"]["mean"]) <= 1.0
+    if scenario_fleet["scenario"] == "hostile":
+        assert b["charge"]["mean"] >= 1.5
 
 
 def test_warnings_hold_on_the_scenario(scenario_fleet):

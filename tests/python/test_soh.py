@@ -196,3 +196,71 @@ def test_dispersion_widens_only_vehicles_whose_labels_disagree():
     assert f[2] == pytest.approx((5 + 90) / 15)
     assert f[3] == 1.0  # no labels
 
+
+
+def _lagging_fleet(ocv_share=0.7, seed=3):
+    """The synthetic fleet with BMSs that count against a capacity belief lagging the fade: every
+    label the BMS's SOC enters reads the belief, (1 - tracking) x the fade (100 - true SOH)
+    above the true SOH, tracking U(0.2, 0.7) per vehicle. ocv_share of the vehicles also have OCV labels (no BMS SOC
+    in them: unbiased, noisier) on about one day in fifteen."""
+    feats, obs, truth = _synthetic_fleet(seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    vins = truth.vin.unique()
+    tracking = pd.Series(rng.uniform(0.2, 0.7, len(vins)), index=vins)
+    # the belief follows part of the fade from the rated capacity
+    t = truth.assign(fade=(100.0 - truth["true"]).clip(lower=0.0))
+    o = obs.merge(t.rename(columns={"date": "start_date"}), on=["vin", "start_date"])
+    o["soh_obs_pct"] = o["soh_obs_pct"] + (1 - o.vin.map(tracking)) * o["fade"]
+    with_ocv = vins[rng.random(len(vins)) < ocv_share]
+    tv = t[t.vin.isin(with_ocv)]
+    tv = tv[rng.random(len(tv)) < 1 / 15]
+    ocv = pd.DataFrame({
+        "vin": tv.vin, "start_time": pd.to_datetime(tv.date) + pd.Timedelta(hours=20),
+        "start_date": tv.date, "observation_type": "ocv", "charger_type": "AC",
+        "delta_soc_pct": rng.uniform(40, 80, len(tv)), "is_full_charge": True,
+        "efc_since_full_charge": np.nan, "mean_temp_c": 25.0, "mean_c_rate": 0.15,
+        "soh_obs_pct": tv["true"] + rng.normal(0, 1.5, len(tv)), "capacity_reject_reason": None})
+    cols = list(obs.columns[:12])
+    lab = pd.concat([o[cols], ocv[cols]], ignore_index=True)
+    return feats, attach_features(lab, feats), truth
+
+
+def test_ocv_labels_correct_a_lagging_capacity_belief():
+    from nev_battery.soh import _is_ocv
+
+    feats, obs, truth = _lagging_fleet()
+    settings = SohSettings(holdout_share=0.3)
+
+    def holdout_errors(o):
+        model = train(o, settings, trained_through="2026-08-28")
+        m = apply(model, feats, o, settings).merge(truth, on=["vin", "date"])
+        m = m[is_holdout(m.vin, 0.3)]
+        return model, m.soh_pct - m["true"], m
+
+    model, err, m = holdout_errors(obs)
+    _, err_bms, _ = holdout_errors(obs.loc[~_is_ocv(obs)].reset_index(drop=True))
+    # BMS labels alone read the belief: the SOH comes out high by the lag
+    assert err_bms.mean() > 0.7
+    # with OCV labels the fleet learns what BMS labels read above them, per unit of fade
+    # (mean tracking 0.45: 0.55 expected) and each anchored vehicle's own bias
+    assert 0.3 <= model.metrics["bms_bias_pp_per_pp_fade"] <= 0.8
+    assert model.metrics["ocv_anchored_vehicles"] >= 20
+    assert abs(err.mean()) < 0.5
+    assert np.sqrt((err**2).mean()) < 0.6 * np.sqrt((err_bms**2).mean())
+    inside = ((m["true"] >= m.soh_lower_pct) & (m["true"] <= m.soh_upper_pct)).mean()
+    assert 0.75 <= inside <= 0.99
+
+
+def test_a_model_trained_before_ocv_labels_reads_bms_labels_only():
+    feats, obs, _ = _lagging_fleet()
+    from nev_battery.soh import _is_ocv
+
+    bms = obs.loc[~_is_ocv(obs)].reset_index(drop=True)
+    model = train(bms, SohSettings(), trained_through="2026-08-28")
+    # what a pickled model of the previous release holds: no BMS-bias state, 7 conditions
+    model.bms_bias = model.bms_bias_var = None
+    model.correction_coef = model.correction_coef[:7]
+    model.noise = model.noise[:6]
+    a = apply(model, feats, obs, SohSettings())
+    b = apply(model, feats, bms, SohSettings())
+    pd.testing.assert_frame_equal(a, b)

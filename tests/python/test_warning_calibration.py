@@ -39,7 +39,8 @@ def _rule_episodes() -> pd.DataFrame:
         rows.append({"vin": vin, "rule_id": rule, "warning_type": wtype, "metric": metric,
                      "level": level, "start_time": t, "start_date": t.date(),
                      "end_time": t + timedelta(seconds=20), "duration_s": 20.0, "frame_count": 3,
-                     "peak_value": peak, "threshold": threshold, "element_no": 7})
+                     "peak_value": peak, "threshold": threshold, "element_no": 7,
+                     "rules_version": "fixture"})
 
     for i in range(10):
         for d in sorted(rng.choice(DAYS, size=4 + i % 5, replace=False)):
@@ -122,7 +123,10 @@ def calibrated(tmp_path_factory):
         con.execute("create table dwd.dwd_cell_deviation_daily as select * from cells")
         con.execute("create table dwd.dwd_vehicle_soh (vin varchar, date date, vehicle_offset_pp double, "
                     "soh_pct double, soh_lower_pct double, soh_upper_pct double, observation_count bigint)")
-        con.execute(f"create table dws.warning_rules as select * from read_csv_auto('{PROJECT / 'seeds' / 'warning_rules.csv'}')")
+        # the rule tables (seeds), read by the models and hashed into their rules_version
+        for seed in ("warning_rules", "signal_range_limits", "detector_settings"):
+            con.execute(f"create table dws.{seed} as select * from "
+                        f"read_csv_auto('{PROJECT / 'seeds' / (seed + '.csv')}')")
     env = dict(os.environ, NEV_DUCKDB_PATH=str(db), NEV_LANDING_ROOT=str(root / "landing"),
                DBT_TARGET_PATH=str(root / "target"), DBT_LOG_PATH=str(root / "logs"),
                DBT_SEND_ANONYMOUS_USAGE_STATS="false")
