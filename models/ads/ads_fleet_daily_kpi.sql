@@ -32,7 +32,7 @@ by_model as (
         sum(dl.frames_received) as frames_received,
         sum(dl.frames_rejected) as frames_rejected,
         sum(dl.report_slots_received) as report_slots_received,
-        sum(dl.report_slots_expected) as report_slots_expected
+        {{ exact_sum('dl.report_slots_expected') }} as report_slots_expected
     from daily as dl
     group by dl.date, dl.vehicle_model
 ),
@@ -58,7 +58,7 @@ with_all as (
         sum(b.frames_received) as frames_received,
         sum(b.frames_rejected) as frames_rejected,
         sum(b.report_slots_received) as report_slots_received,
-        sum(b.report_slots_expected) as report_slots_expected
+        {{ exact_sum('b.report_slots_expected') }} as report_slots_expected
     from by_model as b
     group by b.date
 )

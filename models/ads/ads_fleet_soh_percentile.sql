@@ -44,7 +44,7 @@ fleet as (
         cast({{ model_key }} as {{ str_type() }}) as vehicle_model,
         cast({{ age_key }} as {{ str_type() }}) as age_band,
         count(*) as vehicles,
-        avg(f.soh_pct) as soh_mean_pct,
+        {{ exact_sum('f.soh_pct', 9) }} / count(f.soh_pct) as soh_mean_pct,
         {%- for p in [10, 25, 50, 75, 90] %}
             {{ percentile_cont('f.soh_pct', p / 100) }} as soh_p{{ p }}_pct,
         {%- endfor %}
