@@ -239,7 +239,9 @@ def test_plain_dbt_computes_the_same_rules_version(two_builds):
     """Without nev-battery (no var rules_version) the macro hashes the seeds as rules.py does."""
     root, _ = two_builds
     env = env_for(root, "seed.duckdb")
-    p = subprocess.run(["dbt", "run-operation", "print_rules_version", "--project-dir",
+    # the venv's dbt (make test runs the venv's pytest without the venv on PATH)
+    dbt = str(Path(sys.executable).parent / "dbt")
+    p = subprocess.run([dbt, "run-operation", "print_rules_version", "--project-dir",
                         str(PROJECT), "--profiles-dir", str(PROJECT)], env=env, cwd=PROJECT,
                        capture_output=True, text=True, check=True)
     assert rules.load_seeds().version in p.stdout.splitlines()[-1]
