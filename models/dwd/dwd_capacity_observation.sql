@@ -175,15 +175,6 @@ ordered as (
     from events as e
 ),
 
-previous_event as (
-    -- when the vehicle's previous trip or charge ended: how long it rested before each event
-    select
-        o.vin,
-        o.start_time,
-        lag(o.end_time) over (partition by o.vin order by o.start_time) as prev_end_time
-    from ordered as o
-),
-
 trip_runs as (
     select
         o.*,
@@ -267,7 +258,9 @@ resistance_trips as (
         t.vin,
         v.chemistry,
         {{ epoch_seconds('t.start_time') }} as t_s,
-        ln(-t.ir_sum_dv_di / t.ir_sum_di2) as ln_r,
+        -- rounded: engines' ln and exp differ in the last bit, and the SOH model's version is
+        -- a hash of what it learnt from these labels (Spark and DuckDB must agree on it)
+        round(ln(-t.ir_sum_dv_di / t.ir_sum_di2), 12) as ln_r,
         1.0 / (t.mean_temp_c + 273.15) - 1.0 / 298.15 as inv_t
     from {{ ref('dwd_drive_trip') }} as t
     inner join {{ ref('dws_vehicle') }} as v on t.vin = v.vin
@@ -369,8 +362,10 @@ ocv_resistance as (
     select
         c.vin,
         c.start_time,
-        exp({{ exact_sum('r.ln_r - a.k * r.inv_t', 12) }} / count(*)
-            + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15)) as resistance_ohm
+        round(exp(
+            {{ exact_sum('r.ln_r - a.k * r.inv_t', 12) }} / count(*)
+            + a.k * (1.0 / (c.start_temp_c + 273.15) - 1.0 / 298.15)
+        ), 12) as resistance_ohm
     from rested_starts as c
     inner join {{ ref('dws_vehicle') }} as v on c.vin = v.vin
     inner join arrhenius as a on v.chemistry = a.chemistry

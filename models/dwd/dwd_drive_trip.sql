@@ -7,7 +7,8 @@
 
 {%- set gap_s = dwd_segment_gap_s() -%}
 {%- set power_out = 'case when n.total_current_a > 0 then n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
-{%- set ir_pair = 'case when n.dt_prev_s <= 1.5 * ' ~ var('report_period_s', 10) ~ ' and n.dv_prev_v is not null and n.di_prev_a is not null then 1 else 0 end' -%}
+{%- set ir_pair = 'case when n.dt_prev_s <= 1.5 * ' ~ var('report_period_s', 10)
+    ~ ' and n.dv_prev_v is not null and n.di_prev_a is not null then 1 else 0 end' -%}
 {%- set power_in = 'case when n.total_current_a < 0 then -n.total_voltage_v * n.total_current_a * n.w_s else 0 end' -%}
 
 -- One row per driving trip: maximal runs of driving frames (vehicle on, not charging) of a
@@ -84,9 +85,9 @@ trips as (
         max(n.max_temp_c) as max_temp_c,
         count(*) as frame_count,
         -- the first frame: after a rest, the pack's voltage near its OCV (dwd_capacity_observation)
-        {{ min_by('n.total_voltage_v', 'n.collect_time') }} as start_voltage_v,
-        {{ min_by('n.total_current_a', 'n.collect_time') }} as start_current_a,
-        {{ min_by('n.min_temp_c', 'n.collect_time') }} as start_temp_c,
+        {{ first_non_null('n.total_voltage_v', 'n.collect_time') }} as start_voltage_v,
+        {{ first_non_null('n.total_current_a', 'n.collect_time') }} as start_current_a,
+        {{ first_non_null('n.min_temp_c', 'n.collect_time') }} as start_temp_c,
         {{ exact_sum(ir_pair ~ ' * n.dv_prev_v * n.di_prev_a', 6) }} as ir_sum_dv_di,
         {{ exact_sum(ir_pair ~ ' * n.di_prev_a * n.di_prev_a', 6) }} as ir_sum_di2,
         sum(
